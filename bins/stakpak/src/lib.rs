@@ -1,0 +1,155 @@
+//! The `stakpak` command line: the human's door to the suite.
+//!
+//! `up`, `down` and `status` manage the embedded suite (or report on the installed one);
+//! every other command finds a running suite through [`locate`].
+
+pub mod locate;
+pub mod status;
+pub mod suite;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::suite::{Layout, Options, Placement};
+
+/// stakpak: a DevOps agent that keeps the applications on this server running.
+#[derive(Debug, Parser)]
+#[command(name = "stakpak", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Folder of the embedded suite (default: $XDG_RUNTIME_DIR/stakpak).
+    #[arg(long, global = true, env = "STAKPAK_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Folder with the configuration files (default: $XDG_CONFIG_HOME/stakpak).
+    #[arg(long, global = true, env = "STAKPAK_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Talk to the suite on this D-Bus address instead of finding it.
+    #[arg(
+        long,
+        global = true,
+        env = "STAKPAK_BUS_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub bus_address: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the suite: a private bus and the five daemons, without installing anything.
+    Up {
+        /// Stay in the foreground and log to stderr; Ctrl-C stops the suite.
+        #[arg(long)]
+        foreground: bool,
+        /// Seconds every daemon has to become ready.
+        #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+        timeout: f64,
+        /// Report readiness as one JSON line on stdout (used by the detached start).
+        #[arg(long, hide = true)]
+        report_json: bool,
+    },
+    /// Stop the embedded suite: every daemon, the private bus, and their sockets.
+    Down {
+        /// Seconds to wait for the suite to stop before killing it.
+        #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
+    /// Show each daemon's state, pid, version, uptime and sandboxing.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit code of `status` when a daemon is not running, as `systemctl status` uses.
+const EXIT_NOT_RUNNING: u8 = 3;
+
+/// Runs the command line; `main` only maps the result to an exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let placement = Placement {
+        state_dir: absolute(cli.state_dir)?,
+        config_dir: absolute(cli.config_dir)?,
+    };
+    let layout = Layout::resolve(&placement)?;
+    match cli.command {
+        Command::Up {
+            foreground,
+            timeout,
+            report_json,
+        } => {
+            let ready_timeout = seconds(timeout, "--timeout")?;
+            if suite::is_running(&layout) {
+                println!("stakpak suite already running in {}", layout.root.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if foreground {
+                init_logging();
+                let opts = Options {
+                    layout,
+                    ready_timeout,
+                    watchdog: Duration::from_secs(20),
+                };
+                suite::up_foreground(opts, report_json)?;
+            } else {
+                suite::up_detached(&placement, &layout, ready_timeout)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down { timeout } => {
+            if suite::down(&layout, seconds(timeout, "--timeout")?)? {
+                println!("stakpak suite stopped");
+            } else {
+                println!("no stakpak suite running in {}", layout.root.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let report = runtime.block_on(status::report(&target))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", target.describe());
+                print!("{}", status::render_table(&report));
+            }
+            Ok(if report.all_running() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_NOT_RUNNING)
+            })
+        }
+    }
+}
+
+fn absolute(path: Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    path.map(|p| std::path::absolute(&p).with_context(|| format!("bad path {}", p.display())))
+        .transpose()
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STAKPAK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(rustix::termios::isatty(std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,82 @@
+//! Finding the suite a command talks to: an explicit bus address, a running embedded suite,
+//! or the installed suite on the system bus.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use zbus::Connection;
+
+use crate::suite::{self, Layout, SuiteInfo};
+
+/// Which suite a command reaches.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Given with `--bus-address` or `STAKPAK_BUS_ADDRESS`.
+    Address(String),
+    /// Started by `stakpak up` without an install.
+    Embedded(SuiteInfo),
+    /// Installed under systemd, on the system bus.
+    System,
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Address(a) => format!("bus {a}"),
+            Target::Embedded(info) => format!("embedded suite in {}", info.root.display()),
+            Target::System => "installed suite on the system bus".to_string(),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Target::Address(_) => "address",
+            Target::Embedded(_) => "embedded",
+            Target::System => "installed",
+        }
+    }
+
+    pub fn bus_address(&self) -> Option<&str> {
+        match self {
+            Target::Address(a) => Some(a),
+            Target::Embedded(info) => Some(&info.bus_address),
+            Target::System => None,
+        }
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        match self.bus_address() {
+            Some(a) => zbus::connection::Builder::address(a)
+                .build()
+                .await
+                .with_context(|| format!("cannot connect to {}", self.describe())),
+            None => Connection::system()
+                .await
+                .context("cannot connect to the system bus"),
+        }
+    }
+}
+
+/// The unit folders where an installed suite's `stakpak.target` lives.
+const UNIT_DIRS: [&str; 3] = [
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+pub fn locate(bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<Target> {
+    if let Some(a) = bus_address {
+        return Ok(Target::Address(a.to_string()));
+    }
+    if let Some(info) = suite::running_suite(layout) {
+        return Ok(Target::Embedded(info));
+    }
+    let roots: Vec<&Path> = UNIT_DIRS.iter().map(Path::new).collect();
+    if suite::installed_unit_exists(&roots) {
+        return Ok(Target::System);
+    }
+    bail!(
+        "no running stakpak suite found (looked in {} and for an installed stakpak.target); start one with `stakpak up`",
+        layout.root.display()
+    )
+}

@@ -1,0 +1,60 @@
+//! Connecting to the bus and taking the daemon's well-known name.
+
+use zbus::{
+    Connection,
+    connection::Builder,
+    fdo::{RequestNameFlags, RequestNameReply},
+};
+
+/// Which bus a daemon serves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusTarget {
+    /// The system bus (installed mode).
+    System,
+    /// A private bus by address (embedded mode and tests).
+    Address(String),
+}
+
+impl BusTarget {
+    /// A connection builder for this bus; objects are added to it before it connects.
+    pub fn builder(&self) -> Builder<'static> {
+        match self {
+            BusTarget::System => Builder::system(),
+            BusTarget::Address(address) => Builder::address(address.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for BusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusTarget::System => f.write_str("the system bus"),
+            BusTarget::Address(a) => write!(f, "the bus at {a}"),
+        }
+    }
+}
+
+/// Taking the bus name failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    #[error("bus name {0} is already owned by another process")]
+    Taken(&'static str),
+    #[error("cannot request bus name {name}: {source}")]
+    Request {
+        name: &'static str,
+        source: zbus::Error,
+    },
+}
+
+/// Requests `name` without queueing: a second daemon of the same kind must fail, not wait.
+/// Called last, once every object is served, so no call arrives before it can be answered.
+pub(crate) async fn request_name(conn: &Connection, name: &'static str) -> Result<(), NameError> {
+    let reply = conn
+        .request_name_with_flags(name, RequestNameFlags::DO_NOT_QUEUE)
+        .await
+        .map_err(|source| NameError::Request { name, source })?;
+    match reply {
+        RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => Ok(()),
+        RequestNameReply::InQueue | RequestNameReply::Exists => Err(NameError::Taken(name)),
+    }
+}

@@ -1,0 +1,24 @@
+//! Every D-Bus interface, proxy, wire struct, bus name, object path and error name of the
+//! suite, defined once.
+//!
+//! This crate has no business logic. A daemon implements one of the `*Handler` traits in its
+//! own `dbus` module and serves the matching `*Interface` struct; clients use the generated
+//! `*Proxy` types. Interfaces are versioned by name (`dev.stakpak.Warden1`): an incompatible
+//! change gets a new name, never a changed signature.
+
+mod error;
+mod interfaces;
+mod names;
+mod status;
+
+pub use error::{ERROR_PREFIX, Error};
+pub use interfaces::{
+    AgentHandler, AgentInterface, AgentProxy, DaemonControl, SandboxHandler, SandboxInterface,
+    SandboxProxy, SchedulerHandler, SchedulerInterface, SchedulerProxy, SecretsHandler,
+    SecretsInterface, SecretsProxy, WardenHandler, WardenInterface, WardenProxy,
+};
+pub use names::Daemon;
+pub use status::{DaemonState, DaemonStatus, LandlockStatus};
+
+/// Re-exported so that users of the proxies need not name zbus in their own manifests.
+pub use zbus;
