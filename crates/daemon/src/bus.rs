@@ -52,7 +52,10 @@ pub(crate) async fn request_name(conn: &Connection, name: &'static str) -> Resul
     let reply = conn
         .request_name_with_flags(name, RequestNameFlags::DO_NOT_QUEUE)
         .await
-        .map_err(|source| NameError::Request { name, source })?;
+        .map_err(|source| match source {
+            zbus::Error::NameTaken => NameError::Taken(name),
+            source => NameError::Request { name, source },
+        })?;
     match reply {
         RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => Ok(()),
         RequestNameReply::InQueue | RequestNameReply::Exists => Err(NameError::Taken(name)),

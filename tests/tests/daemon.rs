@@ -1,0 +1,244 @@
+//! One daemon on its own, on a real private bus: bad configuration, reload, and proof that its
+//! Landlock restriction is in force inside the running process.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use stakpak_proto::{Daemon, WardenProxy, zbus};
+use stakpak_testkit::{PrivateBus, bin, wait_until};
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let tmp = tempfile::Builder::new()
+            .prefix("stakpak-daemon-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().to_path_buf();
+        for d in ["config", "state", "run", "elsewhere"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+        }
+        Dirs { _tmp: tmp, root }
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.root.join(rel)
+    }
+}
+
+fn daemon_command(daemon: Daemon, bus: &PrivateBus, dirs: &Dirs) -> Command {
+    let mut cmd = Command::new(bin(daemon.binary()));
+    cmd.arg("--bus-address")
+        .arg(&bus.address)
+        .arg("--config-dir")
+        .arg(dirs.path("config"))
+        .arg("--state-dir")
+        .arg(dirs.path("state"))
+        .arg("--runtime-dir")
+        .arg(dirs.path("run"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("STAKPAK_LOG");
+    cmd
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts a daemon and waits until its name is on the bus.
+fn start(
+    daemon: Daemon,
+    bus: &PrivateBus,
+    dirs: &Dirs,
+    rt: &tokio::runtime::Runtime,
+) -> (Child, zbus::Connection) {
+    let child = daemon_command(daemon, bus, dirs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let conn = rt.block_on(async {
+        zbus::connection::Builder::address(bus.address.as_str())
+            .build()
+            .await
+            .unwrap()
+    });
+    let dbus = rt.block_on(zbus::fdo::DBusProxy::new(&conn)).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        rt.block_on(dbus.name_has_owner(daemon.bus_name().try_into().unwrap()))
+            .unwrap_or(false)
+            .then_some(())
+    })
+    .expect("daemon took its bus name");
+    (child, conn)
+}
+
+fn stop(mut child: Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a SIGTERM stop is a clean exit");
+}
+
+#[test]
+fn bad_config_file_exits_non_zero_naming_file_and_problem() {
+    let bus = PrivateBus::start();
+    let cases = [
+        ("bogus = 1\n", "unknown field `bogus`"),
+        (
+            "[log]\nlevel = 3\n",
+            "invalid type: integer `3`, expected a string",
+        ),
+        (
+            "[log]\nlevel = \"x=[\"\n",
+            "log.level: invalid filter `x=[`",
+        ),
+        ("[log\n", "unclosed table, expected `]`"),
+    ];
+    for daemon in Daemon::ALL {
+        for (text, problem) in cases {
+            let dirs = Dirs::new();
+            let file = dirs
+                .path("config")
+                .join(format!("{}.toml", daemon.short_name()));
+            std::fs::write(&file, text).unwrap();
+            let out = daemon_command(daemon, &bus, &dirs).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{daemon} {text:?}: {stderr}");
+            let prefix = format!(
+                "{}: error: invalid configuration in {}: ",
+                daemon.binary(),
+                file.display()
+            );
+            assert!(stderr.starts_with(&prefix), "{daemon} {text:?}: {stderr}");
+            assert!(stderr.contains(problem), "{daemon} {text:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn second_daemon_of_a_kind_refuses_to_queue_for_the_name() {
+    let bus = PrivateBus::start();
+    let rt = runtime();
+    let dirs = Dirs::new();
+    let (first, _conn) = start(Daemon::Secrets, &bus, &dirs, &rt);
+    let other = Dirs::new();
+    let out = daemon_command(Daemon::Secrets, &bus, &other)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("bus name dev.stakpak.Secrets1 is already owned by another process"),
+        "{stderr}"
+    );
+    stop(first);
+}
+
+#[test]
+fn reload_applies_a_good_file_and_rejects_a_bad_one_with_a_typed_error() {
+    let bus = PrivateBus::start();
+    let rt = runtime();
+    let dirs = Dirs::new();
+    let file = dirs.path("config").join("warden.toml");
+    std::fs::write(&file, "[log]\nlevel = \"info\"\n").unwrap();
+    let (child, conn) = start(Daemon::Warden, &bus, &dirs, &rt);
+    let warden = rt.block_on(WardenProxy::new(&conn)).unwrap();
+
+    std::fs::write(&file, "[log]\nlevel = \"debug\"\n").unwrap();
+    rt.block_on(warden.reload()).unwrap();
+
+    std::fs::write(&file, "[log]\nlevel = \"debug\"\nsurprise = true\n").unwrap();
+    let err = rt.block_on(warden.reload()).unwrap_err();
+    match err {
+        stakpak_proto::Error::InvalidConfig(msg) => {
+            assert!(
+                msg.starts_with(&format!("invalid configuration in {}: ", file.display())),
+                "{msg}"
+            );
+            assert!(msg.contains("unknown field `surprise`"), "{msg}");
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    // Still serving, with the last good configuration.
+    let status = rt.block_on(warden.status()).unwrap();
+    assert_eq!(status.state, "running");
+    drop(warden);
+    stop(child);
+}
+
+/// Runs `syscall(openat, AT_FDCWD, path, O_WRONLY|O_CREAT, 0600)` inside the running daemon
+/// with gdb and returns (result, errno). This asks the real process, after its own start-up,
+/// what it may write; nothing in the daemon was built for the test.
+fn open_inside(pid: u32, path: &Path) -> (i64, i64) {
+    let open = format!(
+        "print (long)syscall(257, -100, \"{}\", 65, 384)",
+        path.display()
+    );
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-p", &pid.to_string()])
+        .args(["-ex", &open])
+        .args(["-ex", "print (long)*(int*)__errno_location()"])
+        .output()
+        .expect("gdb must be installed (apt-get install gdb)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<i64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('$'))
+        .filter_map(|l| l.split_once(" = ").and_then(|(_, v)| v.trim().parse().ok()))
+        .collect();
+    assert_eq!(
+        values.len(),
+        2,
+        "gdb output:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (values[0], values[1])
+}
+
+#[test]
+fn landlock_keeps_every_running_daemon_inside_its_own_folders() {
+    let bus = PrivateBus::start();
+    let rt = runtime();
+    for daemon in Daemon::ALL {
+        let dirs = Dirs::new();
+        let (child, _conn) = start(daemon, &bus, &dirs, &rt);
+        let pid = child.id();
+        let outside = [
+            dirs.path("elsewhere/planted"),
+            dirs.path("config/planted"),
+            dirs.root.join("planted"),
+            std::env::temp_dir().join(format!("stakpak-planted-{pid}")),
+        ];
+        for path in &outside {
+            let (fd, errno) = open_inside(pid, path);
+            assert_eq!(
+                (fd, errno),
+                (-1, 13),
+                "{daemon} could open {}",
+                path.display()
+            );
+            assert!(!path.exists(), "{daemon} created {}", path.display());
+        }
+        for path in [dirs.path("state/allowed"), dirs.path("run/allowed")] {
+            let (fd, _) = open_inside(pid, &path);
+            assert!(fd >= 0, "{daemon} could not open {}", path.display());
+            assert!(path.exists());
+        }
+        stop(child);
+    }
+}
