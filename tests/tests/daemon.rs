@@ -1,6 +1,9 @@
 //! One daemon on its own, on a real private bus: bad configuration, reload, and proof that its
 //! Landlock restriction is in force inside the running process.
 
+// Test files: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{
     path::Path,
     process::{Child, Command, Stdio},

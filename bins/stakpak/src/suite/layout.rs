@@ -30,8 +30,6 @@ pub struct Layout {
 /// A folder of the suite could not be determined or is unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
-    #[error("cannot find a folder for the suite: set XDG_RUNTIME_DIR or pass --state-dir")]
-    NoRuntimeDir,
     #[error(
         "cannot find a configuration folder: set XDG_CONFIG_HOME or HOME, or pass --config-dir"
     )]
@@ -70,22 +68,28 @@ impl Layout {
                 state_base: dir.join("state"),
             },
             None => {
+                let uid = rustix::process::getuid().as_raw();
+                // Like tmux: without a per-user runtime folder, a private folder in /tmp
+                // (checked for owner and mode before use, see `prepare_dirs`).
                 let runtime = env("XDG_RUNTIME_DIR")
                     .filter(|d| d.is_absolute())
                     .or_else(|| {
-                        let d = PathBuf::from(format!(
-                            "/run/user/{}",
-                            rustix::process::getuid().as_raw()
-                        ));
+                        let d = PathBuf::from(format!("/run/user/{uid}"));
                         d.is_dir().then_some(d)
-                    })
-                    .ok_or(LayoutError::NoRuntimeDir)?;
+                    });
+                let root = match &runtime {
+                    Some(dir) => dir.join("stakpak"),
+                    None => env("TMPDIR")
+                        .filter(|d| d.is_absolute())
+                        .unwrap_or_else(|| PathBuf::from("/tmp"))
+                        .join(format!("stakpak-{uid}")),
+                };
                 let state_base = env("XDG_STATE_HOME")
                     .or_else(|| env("HOME").map(|h| h.join(".local/state")))
                     .map(|d| d.join("stakpak"))
-                    .unwrap_or_else(|| runtime.join("stakpak/state"));
+                    .unwrap_or_else(|| root.join("state"));
                 Layout {
-                    root: runtime.join("stakpak"),
+                    root,
                     config_dir,
                     state_base,
                 }
@@ -221,6 +225,16 @@ mod tests {
             l.state_dir(Daemon::Scheduler),
             PathBuf::from("/home/ops/.local/state/stakpak/schedd")
         );
+    }
+
+    #[test]
+    fn without_runtime_dir_a_private_tmp_folder() {
+        let l = Layout::resolve_with(&Placement::default(), env_of(&[("HOME", "/root")])).unwrap();
+        let uid = rustix::process::getuid().as_raw();
+        if !std::path::Path::new(&format!("/run/user/{uid}")).is_dir() {
+            assert_eq!(l.root, PathBuf::from(format!("/tmp/stakpak-{uid}")));
+        }
+        assert_eq!(l.config_dir, PathBuf::from("/root/.config/stakpak"));
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub enum SuiteError {
     AlreadyRunning { root: PathBuf, pid: Option<u32> },
     #[error("cannot prepare {}: {source}", path.display())]
     Prepare { path: PathBuf, source: io::Error },
+    #[error("refusing to use {} for the suite: {why}", path.display())]
+    Unsafe { path: PathBuf, why: String },
     #[error("cannot start the private bus: {0}")]
     Bus(io::Error),
     #[error("cannot start {daemon}: {source}")]
@@ -599,7 +601,40 @@ pub(super) fn prepare_dirs(layout: &Layout) -> Result<(), SuiteError> {
             .create(&path)
             .map_err(|source| SuiteError::Prepare { path, source })?;
     }
-    Ok(())
+    check_private(&layout.root)
+}
+
+/// The suite folder holds the bus socket: anyone who can enter it can talk to the daemons.
+/// Refuse one that another user owns or that others may enter.
+fn check_private(root: &std::path::Path) -> Result<(), SuiteError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root).map_err(|source| SuiteError::Prepare {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let uid = rustix::process::getuid().as_raw();
+    let problem = if !meta.is_dir() {
+        Some("it is not a folder".to_string())
+    } else if meta.uid() != uid {
+        Some(format!(
+            "it belongs to uid {}, not to uid {uid}",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!(
+            "its mode is {:o}; it must be 700",
+            meta.mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(SuiteError::Unsafe {
+            path: root.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Holds `supervisor.lock` with `flock` for the supervisor's life; the kernel drops it when
