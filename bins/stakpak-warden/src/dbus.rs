@@ -1,17 +1,139 @@
-//! The D-Bus side of the daemon: validates calls and hands them to the event loop.
+//! The D-Bus side of the warden: validates `Check` requests, judges them with the policy in
+//! force, logs and records what is not allowed.
 
+use std::{collections::BTreeMap, sync::Arc};
+
+use serde_json::{Value, json};
 use stakpak_daemon::ControlHandle;
-use stakpak_proto::{DaemonControl, DaemonStatus, Error, WardenHandler};
+use stakpak_policy::{Action, Decision, Verdict};
+use stakpak_proto::{
+    CHECK_KINDS, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error,
+    WardenHandler,
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{WardenConfig, audit::Recorder};
+
+/// The longest subject a caller may send; the policy itself judges commands longer than its
+/// parser reads as `ask`, this only keeps absurd messages out.
+const MAX_SUBJECT: usize = 1024 * 1024;
+const MAX_SESSION: usize = 256;
 
 /// Behind `dev.stakpak.Warden1`.
 #[derive(Debug)]
 pub(crate) struct Handler {
     control: ControlHandle,
+    config: watch::Receiver<Arc<WardenConfig>>,
+    audit: Option<Recorder>,
 }
 
 impl Handler {
-    pub(crate) fn new(control: ControlHandle) -> Self {
-        Handler { control }
+    pub(crate) fn new(
+        control: ControlHandle,
+        config: watch::Receiver<Arc<WardenConfig>>,
+        audit: Option<Recorder>,
+    ) -> Self {
+        Handler {
+            control,
+            config,
+            audit,
+        }
+    }
+
+    fn judge(&self, request: &CheckRequest) -> Result<Verdict, Error> {
+        if request.subject.len() > MAX_SUBJECT {
+            return Err(Error::InvalidArgument(format!(
+                "subject is {} bytes; the limit is {MAX_SUBJECT}",
+                request.subject.len()
+            )));
+        }
+        if request.session.len() > MAX_SESSION || request.session.contains(char::is_control) {
+            return Err(Error::InvalidArgument(
+                "session must be at most 256 printable characters".into(),
+            ));
+        }
+        let action = match request.kind.as_str() {
+            "command" => Action::Command(request.subject.clone()),
+            "write" => Action::Write(request.subject.clone()),
+            "delete" => Action::Delete(request.subject.clone()),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown kind `{other}`; expected one of {}",
+                    CHECK_KINDS.join(", ")
+                )));
+            }
+        };
+        // No policy means nothing may pass: fail closed.
+        let policy = self
+            .config
+            .borrow()
+            .loaded
+            .clone()
+            .ok_or_else(|| Error::Unavailable("no policy is loaded".into()))?;
+        Ok(policy.check(&action))
+    }
+
+    fn record(&self, request: &CheckRequest, caller: &str, v: &Verdict) {
+        let rule = v.rule.as_deref().unwrap_or("");
+        match v.decision {
+            Decision::Allow => {}
+            Decision::Ask => info!(
+                decision = "ask",
+                rule,
+                action = %v.action,
+                kind = %request.kind,
+                session = %request.session,
+                caller,
+                "{}",
+                v.reason
+            ),
+            Decision::Deny => warn!(
+                decision = "deny",
+                rule,
+                action = %v.action,
+                kind = %request.kind,
+                session = %request.session,
+                caller,
+                "{}",
+                v.reason
+            ),
+        }
+        if let (Some(audit), true) = (&self.audit, v.decision != Decision::Allow) {
+            let fields: BTreeMap<String, Value> = [
+                ("decision", json!(v.decision.as_str())),
+                ("rule", json!(rule)),
+                ("reason", json!(v.reason)),
+                ("action", json!(v.action)),
+                ("kind", json!(request.kind)),
+                ("session", json!(request.session)),
+                ("caller", json!(caller)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            audit.record("verdict", fields);
+        }
+    }
+}
+
+fn reply(v: Verdict) -> CheckReply {
+    CheckReply {
+        decision: v.decision.as_str().to_string(),
+        rule: v.rule.unwrap_or_default(),
+        reason: v.reason,
+        action: v.action,
+        matches: v
+            .matches
+            .into_iter()
+            .map(|m| CheckMatch {
+                rule: m.rule,
+                pack: m.pack,
+                decision: m.decision.as_str().to_string(),
+                reason: m.reason,
+                action: m.action,
+            })
+            .collect(),
     }
 }
 
@@ -25,4 +147,10 @@ impl DaemonControl for Handler {
     }
 }
 
-impl WardenHandler for Handler {}
+impl WardenHandler for Handler {
+    async fn check(&self, request: CheckRequest, caller: String) -> Result<CheckReply, Error> {
+        let verdict = self.judge(&request)?;
+        self.record(&request, &caller, &verdict);
+        Ok(reply(verdict))
+    }
+}

@@ -4,6 +4,7 @@
 //! every other command finds a running suite through [`locate`].
 
 pub mod locate;
+pub mod policy;
 pub mod status;
 pub mod suite;
 
@@ -65,6 +66,48 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the warden about a command or a file action; list and test the policy packs.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Judge a command line (exit 0 allow, 3 ask, 4 deny).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Evaluate in this process even when a suite is running.
+        #[arg(long)]
+        local: bool,
+        /// Judge writing this file instead of a command.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["delete", "command"])]
+        write: Option<String>,
+        /// Judge deleting this file instead of a command.
+        #[arg(long, value_name = "PATH", conflicts_with = "command")]
+        delete: Option<String>,
+        /// The command line (after `--`; several words are joined with spaces).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Load every pack (which runs their examples), then run corpus files.
+    Test {
+        /// Extra folders of packs.
+        dirs: Vec<PathBuf>,
+        /// Corpus files: `[[case]]` tables with `command`, `expected` and optionally `rule`.
+        #[arg(long = "corpus", value_name = "FILE")]
+        corpora: Vec<PathBuf>,
+        /// Leave out the built-in packs.
+        #[arg(long)]
+        no_builtin: bool,
+    },
+    /// List every rule with its decision and reason.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code of `status` when a daemon is not running, as `systemctl status` uses.
@@ -109,6 +152,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(cmd) => match cmd {
+            PolicyCommand::Check {
+                json,
+                local,
+                write,
+                delete,
+                command,
+            } => {
+                let (kind, subject) = match (write, delete) {
+                    (Some(p), _) => ("write", p),
+                    (_, Some(p)) => ("delete", p),
+                    _ if command.is_empty() => {
+                        anyhow::bail!("nothing to check: give a command after `--`, or --write/--delete PATH")
+                    }
+                    _ => ("command", command.join(" ")),
+                };
+                policy::check(kind, &subject, json, local, cli.bus_address.as_deref(), &layout)
+            }
+            PolicyCommand::Test {
+                dirs,
+                corpora,
+                no_builtin,
+            } => policy::test(&layout.config_dir, &dirs, &corpora, !no_builtin),
+            PolicyCommand::List { json } => policy::list(&layout.config_dir, json),
+        },
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -10,6 +10,8 @@ use std::{
 };
 
 use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::Paths;
 use tracing_subscriber::EnvFilter;
 
 /// What a daemon's configuration must offer to the shared runtime.
@@ -17,9 +19,10 @@ pub trait DaemonConfig: DeserializeOwned + Default + Send + Sync + 'static {
     /// The `[log]` section.
     fn log(&self) -> &LogConfig;
 
-    /// Checks values that deserialising cannot (ranges, combinations). The message names the
-    /// key at fault.
-    fn validate(&self) -> Result<(), String> {
+    /// Checks values that deserialising cannot (ranges, combinations) and loads what the
+    /// configuration names (a policy, say), so that a reload either takes all of it or none.
+    /// The message names the key or file at fault.
+    fn prepare(&mut self, _paths: &Paths) -> Result<(), String> {
         Ok(())
     }
 }
@@ -64,11 +67,11 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Reads and checks `path`; a missing file yields the defaults.
-pub fn load_config<C: DaemonConfig>(path: &Path) -> Result<C, ConfigError> {
+/// Reads and prepares `path`; a missing file yields the defaults.
+pub fn load_config<C: DaemonConfig>(path: &Path, paths: &Paths) -> Result<C, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(C::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
         Err(source) => {
             return Err(ConfigError::Read {
                 path: path.to_path_buf(),
@@ -81,9 +84,9 @@ pub fn load_config<C: DaemonConfig>(path: &Path) -> Result<C, ConfigError> {
         message,
     };
     // toml's messages carry the line, column and offending key; keep them on one line.
-    let config: C = toml::from_str(&text).map_err(|e| invalid(one_line(&e.to_string())))?;
+    let mut config: C = toml::from_str(&text).map_err(|e| invalid(one_line(&e.to_string())))?;
     config.log().validate().map_err(invalid)?;
-    config.validate().map_err(invalid)?;
+    config.prepare(paths).map_err(invalid)?;
     Ok(config)
 }
 
@@ -121,7 +124,7 @@ mod tests {
         fn log(&self) -> &LogConfig {
             &self.log
         }
-        fn validate(&self) -> Result<(), String> {
+        fn prepare(&mut self, _paths: &Paths) -> Result<(), String> {
             if self.limit > 10 {
                 return Err(format!("limit: {} is more than 10", self.limit));
             }
@@ -133,13 +136,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         std::fs::write(&path, text).unwrap();
-        let r = load_config::<TestConfig>(&path);
+        let r = load_config::<TestConfig>(&path, &test_paths());
         (path, r)
+    }
+
+    fn test_paths() -> Paths {
+        Paths {
+            mode: crate::Mode::Embedded,
+            config_dir: "/c".into(),
+            config_file: "/c/t.toml".into(),
+            state_dir: "/s".into(),
+            runtime_dir: "/r".into(),
+        }
     }
 
     #[test]
     fn missing_file_gives_defaults() {
-        let r = load_config::<TestConfig>(Path::new("/nonexistent/stakpak/t.toml")).unwrap();
+        let r = load_config::<TestConfig>(Path::new("/nonexistent/stakpak/t.toml"), &test_paths())
+            .unwrap();
         assert_eq!(r, TestConfig::default());
         assert_eq!(r.log.level, "info");
     }
@@ -191,7 +205,7 @@ mod tests {
     #[test]
     fn unreadable_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let r = load_config::<TestConfig>(dir.path());
+        let r = load_config::<TestConfig>(dir.path(), &test_paths());
         let msg = r.unwrap_err().to_string();
         assert!(
             msg.starts_with(&format!("cannot read {}: ", dir.path().display())),

@@ -157,7 +157,7 @@ pub fn main<S: Service>() -> ExitCode {
 pub fn run<S: Service>(args: DaemonArgs) -> Result<(), RunError> {
     let started = Instant::now();
     let paths = Paths::resolve(S::DAEMON, &args)?;
-    let config: S::Config = load_config(&paths.config_file)?;
+    let config: S::Config = load_config(&paths.config_file, &paths)?;
     let log = logging::init(S::DAEMON, &config.log().level)?;
     for dir in [&paths.state_dir, &paths.runtime_dir] {
         create_private_dir(dir)?;
@@ -267,9 +267,8 @@ impl<S: Service> Running<S> {
                     _ = term.recv() => break Ok("SIGTERM"),
                     _ = int.recv() => break Ok("SIGINT"),
                     _ = hup.recv() => {
-                        if let Err(e) = self.reload() {
-                            warn!(error = %e, "reload on SIGHUP failed; keeping the running configuration");
-                        }
+                        // A failed reload is logged by `reload` itself.
+                        let _ = self.reload();
                     }
                     Some(event) = rx.recv() => self.handle(event),
                     _ = &mut closed => break Err(RunError::LostBus(self.target.clone())),
@@ -323,7 +322,7 @@ impl<S: Service> Running<S> {
     fn reload(&mut self) -> Result<(), ConfigError> {
         self.state = DaemonState::Reloading;
         self.notify(self.notifier.reloading());
-        let result = load_config::<S::Config>(&self.paths.config_file).map(|config| {
+        let result = load_config::<S::Config>(&self.paths.config_file, &self.paths).map(|config| {
             if let Err(e) = self.log.set_filter(&config.log().level) {
                 warn!(error = %e, "log filter unchanged");
             }
@@ -336,6 +335,7 @@ impl<S: Service> Running<S> {
                 self.notify(self.notifier.ready("configuration reloaded"));
             }
             Err(e) => {
+                warn!(error = %e, "reload failed; keeping the running configuration");
                 self.notify(self.notifier.ready(&format!("reload failed: {e}")));
             }
         }

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use zbus::interface;
 
-use crate::{DaemonStatus, Error};
+use crate::{CheckReply, CheckRequest, DaemonStatus, Error};
 
 /// Methods every daemon answers.
 pub trait DaemonControl: Send + Sync + 'static {
@@ -21,7 +21,14 @@ pub trait DaemonControl: Send + Sync + 'static {
 /// Handler behind `dev.stakpak.Agent1`.
 pub trait AgentHandler: DaemonControl {}
 /// Handler behind `dev.stakpak.Warden1`.
-pub trait WardenHandler: DaemonControl {}
+pub trait WardenHandler: DaemonControl {
+    /// Judges one action for the bus peer `caller`.
+    fn check(
+        &self,
+        request: CheckRequest,
+        caller: String,
+    ) -> impl Future<Output = Result<CheckReply, Error>> + Send;
+}
 /// Handler behind `dev.stakpak.Secrets1`.
 pub trait SecretsHandler: DaemonControl {}
 /// Handler behind `dev.stakpak.Sandbox1`.
@@ -66,6 +73,16 @@ pub struct WardenInterface<H>(pub H);
 impl<H: WardenHandler> WardenInterface<H> {
     async fn status(&self) -> Result<DaemonStatus, Error> {
         self.0.status().await
+    }
+
+    /// Judges a command line or a file action against the loaded policy.
+    async fn check(
+        &self,
+        request: CheckRequest,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) -> Result<CheckReply, Error> {
+        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        self.0.check(request, caller).await
     }
 
     async fn reload(&self) -> Result<(), Error> {

@@ -10,6 +10,7 @@ mod error;
 mod interfaces;
 mod names;
 mod status;
+mod warden;
 
 pub use error::{ERROR_PREFIX, Error};
 pub use interfaces::{
@@ -19,6 +20,7 @@ pub use interfaces::{
 };
 pub use names::Daemon;
 pub use status::{DaemonState, DaemonStatus, LandlockStatus};
+pub use warden::{CHECK_KINDS, CheckMatch, CheckReply, CheckRequest};
 
 /// Re-exported so that users of the proxies need not name zbus in their own manifests.
 pub use zbus;

@@ -6,7 +6,8 @@
 use std::os::unix::net::UnixStream;
 
 use stakpak_proto::{
-    DaemonControl, DaemonStatus, Error, WardenHandler, WardenInterface, WardenProxy, zbus,
+    CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error, WardenHandler,
+    WardenInterface, WardenProxy, zbus,
 };
 
 struct Fixed {
@@ -42,7 +43,26 @@ impl DaemonControl for Fixed {
     }
 }
 
-impl WardenHandler for Fixed {}
+impl WardenHandler for Fixed {
+    async fn check(&self, request: CheckRequest, _caller: String) -> Result<CheckReply, Error> {
+        if request.kind != "command" {
+            return Err(Error::InvalidArgument(format!("unknown kind `{}`", request.kind)));
+        }
+        Ok(CheckReply {
+            decision: "deny".into(),
+            rule: "test.rule".into(),
+            reason: "a test".into(),
+            action: request.subject,
+            matches: vec![CheckMatch {
+                rule: "test.rule".into(),
+                pack: "test".into(),
+                decision: "deny".into(),
+                reason: "a test".into(),
+                action: "rm -r /".into(),
+            }],
+        })
+    }
+}
 
 async fn pair(reload_fails: bool) -> (zbus::Connection, zbus::Connection) {
     let (a, b) = UnixStream::pair().unwrap();
@@ -103,4 +123,29 @@ async fn errors_cross_the_wire_with_their_own_name() {
         }
         other => panic!("expected a method error, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn check_round_trips_whole() {
+    let (_server, client) = pair(false).await;
+    let warden = proxy(&client).await;
+    let reply = warden
+        .check(CheckRequest {
+            kind: "command".into(),
+            subject: "rm -rf /".into(),
+            session: "s1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.action, "rm -rf /");
+    assert_eq!(reply.matches.len(), 1);
+    let err = warden
+        .check(CheckRequest {
+            kind: "chmod".into(),
+            subject: "x".into(),
+            session: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::InvalidArgument("unknown kind `chmod`".into()));
 }

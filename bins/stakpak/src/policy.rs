@@ -1,0 +1,273 @@
+//! `stakpak policy check|test|list`: the warden's judgement from the command line.
+//!
+//! `check` asks the running warden over D-Bus when a suite is running, and evaluates the same
+//! packs in-process otherwise, so it works on a machine where nothing is started.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use stakpak_policy::{Action, Decision, Policy, load::PolicyConfig};
+use stakpak_proto::{CheckReply, CheckRequest, WardenProxy};
+
+use crate::locate;
+
+/// Exit codes of `policy check`.
+pub const EXIT_ASK: u8 = 3;
+pub const EXIT_DENY: u8 = 4;
+
+/// What `check` prints with `--json`.
+#[derive(Debug, Serialize)]
+struct Output {
+    decision: String,
+    rule: Option<String>,
+    reason: String,
+    action: String,
+    /// `warden` (asked over D-Bus) or `local` (evaluated in this process).
+    judged_by: &'static str,
+    matches: Vec<MatchOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct MatchOut {
+    rule: String,
+    pack: String,
+    decision: String,
+    reason: String,
+    action: String,
+}
+
+/// Reads the `[policy]` section of `<config_dir>/warden.toml` (defaults when absent).
+pub fn policy_config(config_dir: &Path) -> anyhow::Result<PolicyConfig> {
+    #[derive(Deserialize)]
+    struct Partial {
+        #[serde(default)]
+        policy: PolicyConfig,
+    }
+    let path = config_dir.join("warden.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyConfig::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let only_policy = toml::Table::from_iter(table.get("policy").map(|p| ("policy".to_string(), p.clone())));
+    let partial: Partial = only_policy
+        .try_into()
+        .with_context(|| format!("invalid [policy] in {}", path.display()))?;
+    partial
+        .policy
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [policy] in {}: {e}", path.display()))?;
+    Ok(partial.policy)
+}
+
+fn local_policy(config_dir: &Path, extra: &[PathBuf], builtin: bool) -> anyhow::Result<Policy> {
+    let mut cfg = policy_config(config_dir)?;
+    cfg.builtin &= builtin;
+    cfg.dirs.extend(extra.iter().cloned());
+    cfg.load(config_dir).map_err(|e| anyhow::anyhow!("the policy does not load: {e}"))
+}
+
+fn action_of(kind: &str, subject: &str) -> Action {
+    match kind {
+        "write" => Action::Write(subject.to_string()),
+        "delete" => Action::Delete(subject.to_string()),
+        _ => Action::Command(subject.to_string()),
+    }
+}
+
+/// `stakpak policy check`.
+pub fn check(
+    kind: &str,
+    subject: &str,
+    json: bool,
+    local: bool,
+    bus_address: Option<&str>,
+    layout: &crate::suite::Layout,
+) -> anyhow::Result<ExitCode> {
+    let target = if local {
+        None
+    } else {
+        locate::locate(bus_address, layout).ok()
+    };
+    let out = match target {
+        Some(target) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let reply = runtime
+                .block_on(async {
+                    let conn = target.connect().await?;
+                    let warden = WardenProxy::new(&conn).await?;
+                    let request = CheckRequest {
+                        kind: kind.to_string(),
+                        subject: subject.to_string(),
+                        session: String::new(),
+                    };
+                    warden.check(request).await.map_err(anyhow::Error::from)
+                })
+                .with_context(|| format!("the warden of the {} did not answer", target.describe()))?;
+            from_reply(reply)
+        }
+        None => {
+            let policy = local_policy(&layout.config_dir, &[], true)?;
+            let v = policy.check(&action_of(kind, subject));
+            Output {
+                decision: v.decision.as_str().to_string(),
+                rule: v.rule,
+                reason: v.reason,
+                action: v.action,
+                judged_by: "local",
+                matches: v
+                    .matches
+                    .into_iter()
+                    .map(|m| MatchOut {
+                        rule: m.rule,
+                        pack: m.pack,
+                        decision: m.decision.as_str().to_string(),
+                        reason: m.reason,
+                        action: m.action,
+                    })
+                    .collect(),
+            }
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}  {}", out.decision, out.rule.as_deref().unwrap_or("(no rule matched)"));
+        println!("  reason: {}", out.reason);
+        println!("  action: {}", out.action);
+    }
+    Ok(match out.decision.parse::<Decision>() {
+        Ok(Decision::Allow) => ExitCode::SUCCESS,
+        Ok(Decision::Ask) => ExitCode::from(EXIT_ASK),
+        Ok(Decision::Deny) => ExitCode::from(EXIT_DENY),
+        Err(e) => bail!("the warden answered an unknown decision: {e}"),
+    })
+}
+
+fn from_reply(r: CheckReply) -> Output {
+    Output {
+        decision: r.decision,
+        rule: (!r.rule.is_empty()).then_some(r.rule),
+        reason: r.reason,
+        action: r.action,
+        judged_by: "warden",
+        matches: r
+            .matches
+            .into_iter()
+            .map(|m| MatchOut {
+                rule: m.rule,
+                pack: m.pack,
+                decision: m.decision,
+                reason: m.reason,
+                action: m.action,
+            })
+            .collect(),
+    }
+}
+
+/// `stakpak policy list`.
+pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let policy = local_policy(config_dir, &[], true)?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        rule: &'a str,
+        decision: &'a str,
+        pack: &'a str,
+        source: &'a str,
+        reason: &'a str,
+    }
+    let rows: Vec<Row<'_>> = policy
+        .packs()
+        .iter()
+        .flat_map(|p| {
+            p.rules.iter().map(move |r| Row {
+                rule: &r.id,
+                decision: r.decision.as_str(),
+                pack: &p.id,
+                source: &p.source,
+                reason: &r.reason,
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = rows.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
+    println!("{:<w$}  {:<8}  REASON", "RULE", "DECISION");
+    for r in &rows {
+        println!("{:<w$}  {:<8}  {}", r.rule, r.decision, r.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One case of a corpus file.
+#[derive(Debug, Deserialize)]
+struct Case {
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(alias = "expected_decision")]
+    expected: String,
+    #[serde(default)]
+    rule: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaseFile {
+    #[serde(default)]
+    case: Vec<Case>,
+}
+
+/// `stakpak policy test [DIR…] [--corpus FILE…]`: loading runs every rule's examples; corpus
+/// files (`[[case]]` with `command`, `expected` and optionally `rule`) are then run too.
+pub fn test(config_dir: &Path, dirs: &[PathBuf], corpora: &[PathBuf], builtin: bool) -> anyhow::Result<ExitCode> {
+    let policy = local_policy(config_dir, dirs, builtin)?;
+    let rules: usize = policy.packs().iter().map(|p| p.rules.len()).sum();
+    let examples: usize = policy
+        .packs()
+        .iter()
+        .flat_map(|p| &p.rules)
+        .map(|r| r.examples.matching.len() + r.examples.not_match.len())
+        .sum();
+    println!(
+        "{} packs, {rules} rules: all {examples} examples pass",
+        policy.packs().len()
+    );
+    let mut failed = 0usize;
+    for path in corpora {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file: CaseFile = toml::from_str(&text).with_context(|| format!("invalid corpus {}", path.display()))?;
+        let mut here = 0usize;
+        let cases: Vec<&Case> = file.case.iter().filter(|c| c.command.is_some()).collect();
+        for case in &cases {
+            let command = case.command.as_deref().unwrap_or_default();
+            let expected: Decision = case
+                .expected
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let v = policy.check(&Action::Command(command.to_string()));
+            let rule_ok = case.rule.is_none() || case.rule == v.rule;
+            if v.decision != expected || !rule_ok {
+                here += 1;
+                println!(
+                    "FAIL {}: {command:?}: expected {expected}{}, got {} by {}",
+                    path.display(),
+                    case.rule.as_deref().map(|r| format!(" by {r}")).unwrap_or_default(),
+                    v.decision,
+                    v.rule.as_deref().unwrap_or("no rule")
+                );
+            }
+        }
+        println!("{}: {} cases, {here} failed", path.display(), cases.len());
+        failed += here;
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

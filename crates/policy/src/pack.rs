@@ -1,0 +1,351 @@
+//! Policy packs: rules as data (TOML), compiled once at load.
+//!
+//! ```toml
+//! [pack]
+//! id = "git"
+//! description = "history-rewriting and work-destroying git commands"
+//!
+//! [programs.git]                  # how to read this program's options
+//! values = ["C", "c", "git-dir"]  # options that take a value
+//! [programs."git push"]           # options after the subcommand `push`
+//! aliases = { f = "force", force-with-lease = "force" }
+//!
+//! [[rule]]
+//! id = "git.push-force"
+//! decision = "ask"                # allow | ask | deny
+//! reason = "a force push rewrites the remote branch"
+//! match = { programs = ["git"], positional = [["push"]], flags_any = ["force"] }
+//! examples.match = ["git push -f origin main"]
+//! examples.not_match = ["git push origin main"]
+//! ```
+//!
+//! A pattern is an exact string, or a regular expression when it starts with `~`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::Decision;
+
+/// A pack as written in its file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    pack: PackHeader,
+    #[serde(default)]
+    programs: BTreeMap<String, ProgramFile>,
+    #[serde(default)]
+    rule: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackHeader {
+    id: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProgramFile {
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    single_dash_long: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    id: String,
+    decision: Decision,
+    reason: String,
+    #[serde(rename = "match")]
+    matches: MatchFile,
+    #[serde(default)]
+    unless: Option<MatchFile>,
+    #[serde(default)]
+    examples: Examples,
+}
+
+/// `examples.match` and `examples.not_match` of a rule.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Examples {
+    #[serde(default, rename = "match")]
+    pub matching: Vec<String>,
+    #[serde(default)]
+    pub not_match: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MatchFile {
+    #[serde(default)]
+    programs: Vec<String>,
+    #[serde(default)]
+    positional: Vec<Vec<String>>,
+    #[serde(default)]
+    flags_all: Vec<String>,
+    #[serde(default)]
+    flags_any: Vec<String>,
+    #[serde(default)]
+    flags_none: Vec<String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    #[serde(default)]
+    args_any: Vec<String>,
+    #[serde(default)]
+    args_all: Vec<String>,
+    #[serde(default)]
+    args_dynamic: Option<bool>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    stdin: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    code_from: Vec<String>,
+    #[serde(default)]
+    dynamic_program: Option<bool>,
+    #[serde(default)]
+    obfuscated: Option<bool>,
+    #[serde(default)]
+    write_path: Vec<String>,
+    #[serde(default)]
+    delete_path: Vec<String>,
+}
+
+/// An exact string or a regular expression.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn compile(text: &str) -> Result<Pattern, String> {
+        match text.strip_prefix('~') {
+            Some(re) => Regex::new(re)
+                .map(Pattern::Regex)
+                .map_err(|e| format!("bad regular expression `{re}`: {e}")),
+            None => Ok(Pattern::Exact(text.to_string())),
+        }
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => e == s,
+            Pattern::Regex(r) => r.is_match(s),
+        }
+    }
+}
+
+/// How to read one program's options.
+#[derive(Debug, Clone, Default)]
+pub struct ProgramSpec {
+    pub values: HashSet<String>,
+    pub aliases: HashMap<String, String>,
+    pub single_dash_long: bool,
+}
+
+impl ProgramSpec {
+    pub fn canonical<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map_or(name, String::as_str)
+    }
+}
+
+/// A compiled match specification; every field that is set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    pub programs: Vec<String>,
+    pub positional: Vec<Vec<Pattern>>,
+    pub flags_all: Vec<String>,
+    pub flags_any: Vec<String>,
+    pub flags_none: Vec<String>,
+    pub options: Vec<(String, Pattern)>,
+    pub args_any: Vec<Pattern>,
+    pub args_all: Vec<Pattern>,
+    pub args_dynamic: Option<bool>,
+    pub text: Option<Pattern>,
+    pub stdin: Option<Pattern>,
+    pub code: Option<Pattern>,
+    pub code_from: Vec<Pattern>,
+    pub dynamic_program: Option<bool>,
+    pub obfuscated: Option<bool>,
+    pub write_path: Vec<Pattern>,
+    pub delete_path: Vec<Pattern>,
+}
+
+impl Match {
+    /// True when the rule is about files rather than programs.
+    pub fn is_file_rule(&self) -> bool {
+        !self.write_path.is_empty() || !self.delete_path.is_empty()
+    }
+}
+
+/// One rule, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub pack: String,
+    pub decision: Decision,
+    pub reason: String,
+    pub matches: Match,
+    pub unless: Option<Match>,
+    pub examples: Examples,
+}
+
+/// A loaded pack.
+#[derive(Debug, Clone)]
+pub struct Pack {
+    pub id: String,
+    pub description: String,
+    /// The file (or other name) it was read from, for error messages.
+    pub source: String,
+    pub programs: BTreeMap<String, ProgramSpec>,
+    pub rules: Vec<Rule>,
+}
+
+/// A pack that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    #[error("{source_name}: {message}")]
+    Syntax {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: rule {rule}: {message}")]
+    Rule {
+        source_name: String,
+        rule: String,
+        message: String,
+    },
+    #[error("{source_name}: rule {rule}: example `{example}` {problem}")]
+    Example {
+        source_name: String,
+        rule: String,
+        example: String,
+        problem: String,
+    },
+    #[error("{source_name}: rule id {rule} is already defined in {other}")]
+    Duplicate {
+        source_name: String,
+        rule: String,
+        other: String,
+    },
+}
+
+/// Parses and compiles a pack; `source_name` names it in errors (usually its path).
+pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
+    let file: PackFile = toml::from_str(text).map_err(|e| PackError::Syntax {
+        source_name: source_name.to_string(),
+        message: crate::one_line(&e.to_string()),
+    })?;
+    let programs = file
+        .programs
+        .into_iter()
+        .map(|(name, p)| {
+            let strip = |s: &str| s.trim_start_matches('-').to_string();
+            (
+                name,
+                ProgramSpec {
+                    values: p.values.iter().map(|v| strip(v)).collect(),
+                    aliases: p.aliases.iter().map(|(k, v)| (strip(k), strip(v))).collect(),
+                    single_dash_long: p.single_dash_long,
+                },
+            )
+        })
+        .collect();
+    let mut rules = Vec::new();
+    let mut seen = HashSet::new();
+    for r in file.rule {
+        let err = |message: String| PackError::Rule {
+            source_name: source_name.to_string(),
+            rule: r.id.clone(),
+            message,
+        };
+        if r.id.trim().is_empty() {
+            return Err(err("a rule needs an id".into()));
+        }
+        if !seen.insert(r.id.clone()) {
+            return Err(PackError::Duplicate {
+                source_name: source_name.to_string(),
+                rule: r.id.clone(),
+                other: source_name.to_string(),
+            });
+        }
+        if r.reason.trim().is_empty() {
+            return Err(err("a rule needs a reason".into()));
+        }
+        let matches = compile_match(&r.matches).map_err(&err)?;
+        if matches.programs.is_empty()
+            && !matches.is_file_rule()
+            && matches.dynamic_program.is_none()
+            && matches.obfuscated.is_none()
+            && matches.code_from.is_empty()
+        {
+            return Err(err(
+                "match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`".into(),
+            ));
+        }
+        if r.examples.matching.is_empty() {
+            return Err(err("a rule needs at least one `examples.match`".into()));
+        }
+        let unless = r.unless.as_ref().map(compile_match).transpose().map_err(&err)?;
+        rules.push(Rule {
+            id: r.id.clone(),
+            pack: file.pack.id.clone(),
+            decision: r.decision,
+            reason: r.reason.trim().to_string(),
+            matches,
+            unless,
+            examples: r.examples,
+        });
+    }
+    Ok(Pack {
+        id: file.pack.id,
+        description: file.pack.description,
+        source: source_name.to_string(),
+        programs,
+        rules,
+    })
+}
+
+fn compile_match(m: &MatchFile) -> Result<Match, String> {
+    let list = |v: &[String]| v.iter().map(|p| Pattern::compile(p)).collect::<Result<Vec<_>, _>>();
+    let one = |v: &Option<String>| v.as_deref().map(Pattern::compile).transpose();
+    let strip = |v: &[String]| v.iter().map(|s| s.trim_start_matches('-').to_string()).collect::<Vec<_>>();
+    Ok(Match {
+        programs: m.programs.clone(),
+        positional: m
+            .positional
+            .iter()
+            .map(|alts| list(alts))
+            .collect::<Result<_, _>>()?,
+        flags_all: strip(&m.flags_all),
+        flags_any: strip(&m.flags_any),
+        flags_none: strip(&m.flags_none),
+        options: m
+            .options
+            .iter()
+            .map(|(k, v)| Pattern::compile(v).map(|p| (k.trim_start_matches('-').to_string(), p)))
+            .collect::<Result<_, _>>()?,
+        args_any: list(&m.args_any)?,
+        args_all: list(&m.args_all)?,
+        args_dynamic: m.args_dynamic,
+        text: one(&m.text)?,
+        stdin: one(&m.stdin)?,
+        code: one(&m.code)?,
+        code_from: list(&m.code_from)?,
+        dynamic_program: m.dynamic_program,
+        obfuscated: m.obfuscated,
+        write_path: list(&m.write_path)?,
+        delete_path: list(&m.delete_path)?,
+    })
+}
