@@ -122,12 +122,18 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
     let config = tmp.path().join("config");
     let packs = config.join("policies.d");
     std::fs::create_dir_all(&packs).unwrap();
-    let broken = SITE_PACK.replace(r#"["deploy prod", "sudo deploy prod"]"#, r#"["deploy prod", "ls -la"]"#);
+    let broken = SITE_PACK.replace(
+        r#"["deploy prod", "sudo deploy prod"]"#,
+        r#"["deploy prod", "ls -la"]"#,
+    );
     let pack_file = packs.join("site.toml");
 
     // A broken pack: the daemon refuses to start, naming the file, the rule and the example.
     std::fs::write(&pack_file, &broken).unwrap();
-    let out: Output = warden_with(&config, &bus, tmp.path()).output().unwrap().into();
+    let out: Output = warden_with(&config, &bus, tmp.path())
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(
         out.stderr.contains(&format!(
@@ -170,20 +176,29 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
         .unwrap()
     };
     let v = check("deploy prod");
-    assert_eq!((v.decision.as_str(), v.rule.as_str()), ("deny", "site.no-deploy"));
+    assert_eq!(
+        (v.decision.as_str(), v.rule.as_str()),
+        ("deny", "site.no-deploy")
+    );
 
     // Break it again and reload: the reload fails with a typed error and says why…
     std::fs::write(&pack_file, &broken).unwrap();
     let err = rt.block_on(warden.reload()).unwrap_err();
     match err {
         stakpak_proto::Error::InvalidConfig(msg) => {
-            assert!(msg.contains("rule site.no-deploy: example `ls -la` does not match it"), "{msg}")
+            assert!(
+                msg.contains("rule site.no-deploy: example `ls -la` does not match it"),
+                "{msg}"
+            )
         }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
     // …and the policy in force is still the old one.
     let v = check("deploy prod");
-    assert_eq!((v.decision.as_str(), v.rule.as_str()), ("deny", "site.no-deploy"));
+    assert_eq!(
+        (v.decision.as_str(), v.rule.as_str()),
+        ("deny", "site.no-deploy")
+    );
 
     // A bad request gets a typed error, not a verdict.
     let err = rt

@@ -79,7 +79,9 @@ impl Service for WardenDaemon {
         builder: stakpak_proto::zbus::connection::Builder<'static>,
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
         let audit = if ctx.config.borrow().audit.enabled {
-            Some(audit::Recorder::start(&ctx.paths.state_dir.join("audit.db"))?)
+            Some(audit::Recorder::start(
+                &ctx.paths.state_dir.join("audit.db"),
+            )?)
         } else {
             None
         };

@@ -164,11 +164,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (Some(p), _) => ("write", p),
                     (_, Some(p)) => ("delete", p),
                     _ if command.is_empty() => {
-                        anyhow::bail!("nothing to check: give a command after `--`, or --write/--delete PATH")
+                        anyhow::bail!(
+                            "nothing to check: give a command after `--`, or --write/--delete PATH"
+                        )
                     }
                     _ => ("command", command.join(" ")),
                 };
-                policy::check(kind, &subject, json, local, cli.bus_address.as_deref(), &layout)
+                policy::check(
+                    kind,
+                    &subject,
+                    json,
+                    local,
+                    cli.bus_address.as_deref(),
+                    &layout,
+                )
             }
             PolicyCommand::Test {
                 dirs,

@@ -53,8 +53,13 @@ pub fn policy_config(config_dir: &Path) -> anyhow::Result<PolicyConfig> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PolicyConfig::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-    let only_policy = toml::Table::from_iter(table.get("policy").map(|p| ("policy".to_string(), p.clone())));
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let only_policy = toml::Table::from_iter(
+        table
+            .get("policy")
+            .map(|p| ("policy".to_string(), p.clone())),
+    );
     let partial: Partial = only_policy
         .try_into()
         .with_context(|| format!("invalid [policy] in {}", path.display()))?;
@@ -65,11 +70,23 @@ pub fn policy_config(config_dir: &Path) -> anyhow::Result<PolicyConfig> {
     Ok(partial.policy)
 }
 
-fn local_policy(config_dir: &Path, extra: &[PathBuf], builtin: bool) -> anyhow::Result<Policy> {
+/// The policy as the warden would load it from `config_dir`, plus `extra` folders. `fast`
+/// skips re-running the built-in packs' examples (see `PolicyConfig::load_fast`).
+fn local_policy(
+    config_dir: &Path,
+    extra: &[PathBuf],
+    builtin: bool,
+    fast: bool,
+) -> anyhow::Result<Policy> {
     let mut cfg = policy_config(config_dir)?;
     cfg.builtin &= builtin;
     cfg.dirs.extend(extra.iter().cloned());
-    cfg.load(config_dir).map_err(|e| anyhow::anyhow!("the policy does not load: {e}"))
+    let loaded = if fast {
+        cfg.load_fast(config_dir)
+    } else {
+        cfg.load(config_dir)
+    };
+    loaded.map_err(|e| anyhow::anyhow!("the policy does not load: {e}"))
 }
 
 fn action_of(kind: &str, subject: &str) -> Action {
@@ -111,11 +128,13 @@ pub fn check(
                     };
                     warden.check(request).await.map_err(anyhow::Error::from)
                 })
-                .with_context(|| format!("the warden of the {} did not answer", target.describe()))?;
+                .with_context(|| {
+                    format!("the warden of the {} did not answer", target.describe())
+                })?;
             from_reply(reply)
         }
         None => {
-            let policy = local_policy(&layout.config_dir, &[], true)?;
+            let policy = local_policy(&layout.config_dir, &[], true, true)?;
             let v = policy.check(&action_of(kind, subject));
             Output {
                 decision: v.decision.as_str().to_string(),
@@ -140,7 +159,11 @@ pub fn check(
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{}  {}", out.decision, out.rule.as_deref().unwrap_or("(no rule matched)"));
+        println!(
+            "{}  {}",
+            out.decision,
+            out.rule.as_deref().unwrap_or("(no rule matched)")
+        );
         println!("  reason: {}", out.reason);
         println!("  action: {}", out.action);
     }
@@ -175,7 +198,7 @@ fn from_reply(r: CheckReply) -> Output {
 
 /// `stakpak policy list`.
 pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let policy = local_policy(config_dir, &[], true)?;
+    let policy = local_policy(config_dir, &[], true, true)?;
     #[derive(Serialize)]
     struct Row<'a> {
         rule: &'a str,
@@ -228,8 +251,13 @@ struct CaseFile {
 
 /// `stakpak policy test [DIR…] [--corpus FILE…]`: loading runs every rule's examples; corpus
 /// files (`[[case]]` with `command`, `expected` and optionally `rule`) are then run too.
-pub fn test(config_dir: &Path, dirs: &[PathBuf], corpora: &[PathBuf], builtin: bool) -> anyhow::Result<ExitCode> {
-    let policy = local_policy(config_dir, dirs, builtin)?;
+pub fn test(
+    config_dir: &Path,
+    dirs: &[PathBuf],
+    corpora: &[PathBuf],
+    builtin: bool,
+) -> anyhow::Result<ExitCode> {
+    let policy = local_policy(config_dir, dirs, builtin, false)?;
     let rules: usize = policy.packs().iter().map(|p| p.rules.len()).sum();
     let examples: usize = policy
         .packs()
@@ -243,8 +271,10 @@ pub fn test(config_dir: &Path, dirs: &[PathBuf], corpora: &[PathBuf], builtin: b
     );
     let mut failed = 0usize;
     for path in corpora {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let file: CaseFile = toml::from_str(&text).with_context(|| format!("invalid corpus {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file: CaseFile =
+            toml::from_str(&text).with_context(|| format!("invalid corpus {}", path.display()))?;
         let mut here = 0usize;
         let cases: Vec<&Case> = file.case.iter().filter(|c| c.command.is_some()).collect();
         for case in &cases {
@@ -260,7 +290,10 @@ pub fn test(config_dir: &Path, dirs: &[PathBuf], corpora: &[PathBuf], builtin: b
                 println!(
                     "FAIL {}: {command:?}: expected {expected}{}, got {} by {}",
                     path.display(),
-                    case.rule.as_deref().map(|r| format!(" by {r}")).unwrap_or_default(),
+                    case.rule
+                        .as_deref()
+                        .map(|r| format!(" by {r}"))
+                        .unwrap_or_default(),
                     v.decision,
                     v.rule.as_deref().unwrap_or("no rule")
                 );
@@ -269,5 +302,9 @@ pub fn test(config_dir: &Path, dirs: &[PathBuf], corpora: &[PathBuf], builtin: b
         println!("{}: {} cases, {here} failed", path.display(), cases.len());
         failed += here;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -161,6 +161,17 @@ pub enum PolicyError {
 impl Policy {
     /// Builds a policy and checks every rule's examples against it.
     pub fn new(packs: Vec<Pack>, settings: Settings) -> Result<Policy, PolicyError> {
+        Self::new_trusting(packs, settings, |_| false)
+    }
+
+    /// Like [`Policy::new`], but skips the examples of packs `trusted` accepts: the built-in
+    /// packs, whose examples the test suite runs on every build, when a short-lived process
+    /// (`stakpak policy check`) needs one verdict fast. Packs from disk are always checked.
+    pub fn new_trusting(
+        packs: Vec<Pack>,
+        settings: Settings,
+        trusted: impl Fn(&Pack) -> bool,
+    ) -> Result<Policy, PolicyError> {
         let settings = Settings {
             unparsable_decision: settings.unparsable_decision.max(Decision::Ask),
             ..settings
@@ -173,7 +184,9 @@ impl Policy {
             for (name, spec) in &p.programs {
                 let merged = programs.entry(name.clone()).or_default();
                 merged.values.extend(spec.values.iter().cloned());
-                merged.aliases.extend(spec.aliases.iter().map(|(k, v)| (k.clone(), v.clone())));
+                merged
+                    .aliases
+                    .extend(spec.aliases.iter().map(|(k, v)| (k.clone(), v.clone())));
                 merged.single_dash_long |= spec.single_dash_long;
             }
             for (ri, r) in p.rules.iter().enumerate() {
@@ -201,7 +214,7 @@ impl Policy {
             by_program,
             general,
         };
-        policy.check_examples()?;
+        policy.check_examples(&trusted)?;
         Ok(policy)
     }
 
@@ -214,8 +227,8 @@ impl Policy {
     }
 
     /// Runs every rule's examples; the first failure names the file, rule and example.
-    fn check_examples(&self) -> Result<(), PackError> {
-        for p in &self.packs {
+    fn check_examples(&self, trusted: &impl Fn(&Pack) -> bool) -> Result<(), PackError> {
+        for p in self.packs.iter().filter(|p| !trusted(p)) {
             for r in &p.rules {
                 let fail = |example: &str, problem: String| PackError::Example {
                     source_name: p.source.clone(),
@@ -250,7 +263,11 @@ impl Policy {
         match action {
             Action::Command(cmd) => {
                 if cmd.len() > shell::MAX_INPUT {
-                    return self.builtin(builtin::TOO_LONG, "the command is longer than the warden reads", "command");
+                    return self.builtin(
+                        builtin::TOO_LONG,
+                        "the command is longer than the warden reads",
+                        "command",
+                    );
                 }
                 match extract::effects(cmd) {
                     Ok(effects) => {
@@ -267,8 +284,12 @@ impl Policy {
                     }
                 }
             }
-            Action::Write(path) => self.judge_file(&extract::normalize_path(path), true, &mut matches),
-            Action::Delete(path) => self.judge_file(&extract::normalize_path(path), false, &mut matches),
+            Action::Write(path) => {
+                self.judge_file(&extract::normalize_path(path), true, &mut matches)
+            }
+            Action::Delete(path) => {
+                self.judge_file(&extract::normalize_path(path), false, &mut matches)
+            }
         }
         self.decide(matches, action)
     }
@@ -292,7 +313,7 @@ impl Policy {
 
     fn decide(&self, mut matches: Vec<RuleMatch>, action: &Action) -> Verdict {
         // Strictest first; among equals, pack order.
-        matches.sort_by(|a, b| b.decision.cmp(&a.decision));
+        matches.sort_by_key(|m| std::cmp::Reverse(m.decision));
         match matches.first() {
             Some(top) => Verdict {
                 decision: top.decision,
@@ -330,7 +351,10 @@ impl Policy {
                 rule: builtin::TOO_DEEP.into(),
                 pack: "builtin".into(),
                 decision: self.settings.unparsable_decision,
-                reason: format!("shells and substitutions nest deeper than {} levels", extract::MAX_NESTING),
+                reason: format!(
+                    "shells and substitutions nest deeper than {} levels",
+                    extract::MAX_NESTING
+                ),
                 action: context.clone(),
             }),
         }
@@ -351,7 +375,10 @@ impl Policy {
                 continue;
             }
             if normalize::matches(&rule.matches, inv, &norm)
-                && !rule.unless.as_ref().is_some_and(|u| normalize::matches(u, inv, &norm))
+                && !rule
+                    .unless
+                    .as_ref()
+                    .is_some_and(|u| normalize::matches(u, inv, &norm))
             {
                 out.push(RuleMatch {
                     rule: rule.id.clone(),
@@ -367,7 +394,11 @@ impl Policy {
     fn judge_file(&self, path: &str, write: bool, out: &mut Vec<RuleMatch>) {
         for &(pi, ri) in &self.general {
             let rule = &self.packs[pi].rules[ri];
-            let patterns = if write { &rule.matches.write_path } else { &rule.matches.delete_path };
+            let patterns = if write {
+                &rule.matches.write_path
+            } else {
+                &rule.matches.delete_path
+            };
             if patterns.iter().any(|p| p.is_match(path)) {
                 let excluded = rule.unless.as_ref().is_some_and(|u| {
                     let ps = if write { &u.write_path } else { &u.delete_path };
@@ -403,7 +434,9 @@ fn truncate(s: &str) -> String {
 /// toml renders errors as a small diagram; a log line wants the position and the words.
 pub(crate) fn one_line(message: &str) -> String {
     let is_diagram = |l: &str| {
-        let rest = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        let rest = l
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start();
         rest.starts_with('|') || l.chars().all(|c| c == '^' || c.is_whitespace())
     };
     message

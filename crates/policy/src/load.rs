@@ -69,14 +69,37 @@ impl PolicyConfig {
         }
     }
 
-    /// Loads the policy: built-in packs, then every folder in order.
+    /// Loads the policy: built-in packs, then every folder in order; every example runs.
     pub fn load(&self, config_dir: &Path) -> Result<Policy, PolicyError> {
-        let dirs: Vec<PathBuf> = self
-            .dirs
+        load(
+            self.builtin,
+            &self.resolved_dirs(config_dir),
+            self.settings(),
+        )
+    }
+
+    /// Like [`PolicyConfig::load`] without re-running the built-in packs' examples (the test
+    /// suite runs them on every build); for one-shot commands that must answer fast.
+    pub fn load_fast(&self, config_dir: &Path) -> Result<Policy, PolicyError> {
+        load_with(
+            self.builtin,
+            &self.resolved_dirs(config_dir),
+            self.settings(),
+            true,
+        )
+    }
+
+    fn resolved_dirs(&self, config_dir: &Path) -> Vec<PathBuf> {
+        self.dirs
             .iter()
-            .map(|d| if d.is_absolute() { d.clone() } else { config_dir.join(d) })
-            .collect();
-        load(self.builtin, &dirs, self.settings())
+            .map(|d| {
+                if d.is_absolute() {
+                    d.clone()
+                } else {
+                    config_dir.join(d)
+                }
+            })
+            .collect()
     }
 }
 
@@ -84,10 +107,22 @@ impl PolicyConfig {
 /// in a later place replaces an earlier pack of the same file name. Missing folders are
 /// skipped; no pack at all is an error.
 pub fn load(builtin: bool, dirs: &[PathBuf], settings: Settings) -> Result<Policy, PolicyError> {
+    load_with(builtin, dirs, settings, false)
+}
+
+fn load_with(
+    builtin: bool,
+    dirs: &[PathBuf],
+    settings: Settings,
+    trust_builtin: bool,
+) -> Result<Policy, PolicyError> {
     let mut packs: Vec<(String, Pack)> = Vec::new();
     if builtin {
         for (name, text) in BUILTIN_PACKS {
-            packs.push((name.to_string(), parse_pack(&format!("builtin:{name}"), text)?));
+            packs.push((
+                name.to_string(),
+                parse_pack(&format!("builtin:{name}"), text)?,
+            ));
         }
     }
     for dir in dirs {
@@ -124,7 +159,10 @@ pub fn load(builtin: bool, dirs: &[PathBuf], settings: Settings) -> Result<Polic
             shown.join(", ")
         }));
     }
-    Policy::new(packs.into_iter().map(|(_, p)| p).collect(), settings)
+    let packs = packs.into_iter().map(|(_, p)| p).collect();
+    Policy::new_trusting(packs, settings, |p| {
+        trust_builtin && p.source.starts_with("builtin:")
+    })
 }
 
 /// Reads every `*.toml` in `dirs` only (no built-in packs).

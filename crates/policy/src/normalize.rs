@@ -29,9 +29,16 @@ impl Normalized {
         let is_word = |a: &Arg| {
             !a.dynamic
                 && a.text.starts_with(|c: char| c.is_ascii_lowercase())
-                && a.text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && a.text
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         };
-        let lead = self.positionals.iter().take(2).take_while(|a| is_word(a)).count();
+        let lead = self
+            .positionals
+            .iter()
+            .take(2)
+            .take_while(|a| is_word(a))
+            .count();
         for p in &self.positionals[..lead] {
             out.push(' ');
             out.push_str(&p.text);
@@ -85,10 +92,10 @@ pub(crate) fn normalize(
         if only_positionals || a.dynamic || t.len() < 2 || !t.starts_with('-') || is_number(t) {
             n.positionals.push(a.clone());
             // `git push …`: options after the subcommand follow its own spec.
-            if n.positionals.len() == 1 {
-                if let Some(sub) = all.get(&format!("{} {}", inv.program, t)) {
-                    spec = sub;
-                }
+            if n.positionals.len() == 1
+                && let Some(sub) = all.get(&format!("{} {}", inv.program, t))
+            {
+                spec = sub;
             }
             i += 1;
             continue;
@@ -98,7 +105,9 @@ pub(crate) fn normalize(
             i += 1;
             continue;
         }
-        let long = t.strip_prefix("--").or_else(|| spec.single_dash_long.then(|| &t[1..]));
+        let long = t
+            .strip_prefix("--")
+            .or_else(|| spec.single_dash_long.then(|| &t[1..]));
         if let Some(body) = long {
             let (name, value) = match body.split_once('=') {
                 Some((k, v)) => (k, Some(v.to_string())),
@@ -153,18 +162,18 @@ fn is_number(t: &str) -> bool {
 
 /// True when every field of `m` that is set holds for this invocation.
 pub(crate) fn matches(m: &Match, inv: &Invocation, n: &Normalized) -> bool {
-    if !m.programs.is_empty() && !m.programs.iter().any(|p| *p == inv.program) {
+    if !m.programs.is_empty() && !m.programs.contains(&inv.program) {
         return false;
     }
-    if let Some(d) = m.dynamic_program {
-        if inv.dynamic_program != d {
-            return false;
-        }
+    if let Some(d) = m.dynamic_program
+        && inv.dynamic_program != d
+    {
+        return false;
     }
-    if let Some(o) = m.obfuscated {
-        if inv.obfuscated != o {
-            return false;
-        }
+    if let Some(o) = m.obfuscated
+        && inv.obfuscated != o
+    {
+        return false;
     }
     for (i, alts) in m.positional.iter().enumerate() {
         match n.positionals.get(i) {
@@ -182,40 +191,56 @@ pub(crate) fn matches(m: &Match, inv: &Invocation, n: &Normalized) -> bool {
         return false;
     }
     for (name, pattern) in &m.options {
-        if !n.options.iter().any(|(k, v)| k == name && pattern.is_match(v)) {
+        if !n
+            .options
+            .iter()
+            .any(|(k, v)| k == name && pattern.is_match(v))
+        {
             return false;
         }
     }
     let rest = n.positionals.get(m.positional.len()..).unwrap_or(&[]);
-    if !m.args_any.is_empty() && !rest.iter().any(|a| m.args_any.iter().any(|p| p.is_match(&a.text))) {
-        return false;
-    }
-    if !m.args_all.is_empty()
-        && (rest.is_empty() || !rest.iter().all(|a| m.args_all.iter().any(|p| p.is_match(&a.text))))
+    if !m.args_any.is_empty()
+        && !rest
+            .iter()
+            .any(|a| m.args_any.iter().any(|p| p.is_match(&a.text)))
     {
         return false;
     }
-    if let Some(d) = m.args_dynamic {
-        if rest.iter().any(|a| a.dynamic) != d {
-            return false;
-        }
+    if !m.args_all.is_empty()
+        && (rest.is_empty()
+            || !rest
+                .iter()
+                .all(|a| m.args_all.iter().any(|p| p.is_match(&a.text))))
+    {
+        return false;
     }
-    if let Some(p) = &m.text {
-        if !p.is_match(&inv.display()) {
-            return false;
-        }
+    if let Some(d) = m.args_dynamic
+        && rest.iter().any(|a| a.dynamic) != d
+    {
+        return false;
     }
-    if let Some(p) = &m.stdin {
-        if !inv.stdin_text.as_deref().is_some_and(|t| p.is_match(t)) {
-            return false;
-        }
+    if let Some(p) = &m.text
+        && !p.is_match(&inv.display())
+    {
+        return false;
     }
-    if let Some(p) = &m.code {
-        if !inv.inline_code.as_deref().is_some_and(|t| p.is_match(t)) {
-            return false;
-        }
+    if let Some(p) = &m.stdin
+        && !inv.stdin_text.as_deref().is_some_and(|t| p.is_match(t))
+    {
+        return false;
     }
-    if !m.code_from.is_empty() && !inv.code_from.iter().any(|c| m.code_from.iter().any(|p| p.is_match(c))) {
+    if let Some(p) = &m.code
+        && !inv.inline_code.as_deref().is_some_and(|t| p.is_match(t))
+    {
+        return false;
+    }
+    if !m.code_from.is_empty()
+        && !inv
+            .code_from
+            .iter()
+            .any(|c| m.code_from.iter().any(|p| p.is_match(c)))
+    {
         return false;
     }
     true

@@ -256,7 +256,11 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
                 name,
                 ProgramSpec {
                     values: p.values.iter().map(|v| strip(v)).collect(),
-                    aliases: p.aliases.iter().map(|(k, v)| (strip(k), strip(v))).collect(),
+                    aliases: p
+                        .aliases
+                        .iter()
+                        .map(|(k, v)| (strip(k), strip(v)))
+                        .collect(),
                     single_dash_long: p.single_dash_long,
                 },
             )
@@ -297,7 +301,12 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
         if r.examples.matching.is_empty() {
             return Err(err("a rule needs at least one `examples.match`".into()));
         }
-        let unless = r.unless.as_ref().map(compile_match).transpose().map_err(&err)?;
+        let unless = r
+            .unless
+            .as_ref()
+            .map(compile_match)
+            .transpose()
+            .map_err(&err)?;
         rules.push(Rule {
             id: r.id.clone(),
             pack: file.pack.id.clone(),
@@ -318,9 +327,17 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
 }
 
 fn compile_match(m: &MatchFile) -> Result<Match, String> {
-    let list = |v: &[String]| v.iter().map(|p| Pattern::compile(p)).collect::<Result<Vec<_>, _>>();
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|p| Pattern::compile(p))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let one = |v: &Option<String>| v.as_deref().map(Pattern::compile).transpose();
-    let strip = |v: &[String]| v.iter().map(|s| s.trim_start_matches('-').to_string()).collect::<Vec<_>>();
+    let strip = |v: &[String]| {
+        v.iter()
+            .map(|s| s.trim_start_matches('-').to_string())
+            .collect::<Vec<_>>()
+    };
     Ok(Match {
         programs: m.programs.clone(),
         positional: m

@@ -75,7 +75,11 @@ fn cases(dir: &Path) -> Vec<(PathBuf, Case)> {
 fn own_corpus_matches_exactly() {
     let policy = policy();
     let all = cases(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"));
-    assert!(all.len() >= 300, "the corpus has {} cases; it must have at least 300", all.len());
+    assert!(
+        all.len() >= 300,
+        "the corpus has {} cases; it must have at least 300",
+        all.len()
+    );
     let mut failures = Vec::new();
     for (file, case) in &all {
         let expected: Decision = case.expected.parse().unwrap();
@@ -97,8 +101,18 @@ fn own_corpus_matches_exactly() {
             ));
         }
     }
-    println!("own corpus: {} cases, {} failures", all.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), all.len(), failures.join("\n"));
+    println!(
+        "own corpus: {} cases, {} failures",
+        all.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -113,14 +127,22 @@ fn destructive_command_guard_corpus() {
     let mut false_positives = Vec::new();
     for (file, case) in &all {
         let v = policy.check(&Action::Command(case.command.clone().unwrap_or_default()));
-        let name = file.strip_prefix(&dir).unwrap_or(file).display().to_string();
+        let name = file
+            .strip_prefix(&dir)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         match case.expected.as_str() {
             "deny" => {
                 deny_total += 1;
                 if v.decision != Decision::Allow {
                     deny_caught += 1;
                 } else {
-                    missed.push(format!("{name}: {:?} ({:?})", case.command.as_deref().unwrap_or_default(), case.rule_id));
+                    missed.push(format!(
+                        "{name}: {:?} ({:?})",
+                        case.command.as_deref().unwrap_or_default(),
+                        case.rule_id
+                    ));
                 }
             }
             "allow" => {

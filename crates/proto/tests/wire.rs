@@ -46,7 +46,10 @@ impl DaemonControl for Fixed {
 impl WardenHandler for Fixed {
     async fn check(&self, request: CheckRequest, _caller: String) -> Result<CheckReply, Error> {
         if request.kind != "command" {
-            return Err(Error::InvalidArgument(format!("unknown kind `{}`", request.kind)));
+            return Err(Error::InvalidArgument(format!(
+                "unknown kind `{}`",
+                request.kind
+            )));
         }
         Ok(CheckReply {
             decision: "deny".into(),

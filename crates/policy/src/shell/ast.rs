@@ -60,7 +60,10 @@ pub enum Command {
         redirects: Vec<Redirect>,
     },
     /// `name() body` or `function name body`
-    Function { name: String, body: Box<Command> },
+    Function {
+        name: String,
+        body: Box<Command>,
+    },
     /// `[[ … ]]`: words only, nothing runs unless a word substitutes.
     Test(Vec<Word>),
     /// `(( … ))`
@@ -181,7 +184,9 @@ impl Word {
 
     /// True when the word was written with quotes, escapes or `$'…'` anywhere.
     pub fn is_quoted(&self) -> bool {
-        self.parts.iter().any(|p| !matches!(p, WordPart::Lit { .. }))
+        self.parts
+            .iter()
+            .any(|p| !matches!(p, WordPart::Lit { .. }))
     }
 }
 

@@ -72,7 +72,9 @@ struct Parser {
 }
 
 /// Words that end a list inside a compound command.
-const CLOSERS: &[&str] = &["then", "elif", "else", "fi", "do", "done", "esac", "}", "in"];
+const CLOSERS: &[&str] = &[
+    "then", "elif", "else", "fi", "do", "done", "esac", "}", "in",
+];
 
 impl Parser {
     fn error(&self, message: &str) -> ParseError {
@@ -91,14 +93,9 @@ impl Parser {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        let mut i = self.pos;
-        for c in s.chars() {
-            if self.chars.get(i) != Some(&c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        (self.pos..)
+            .zip(s.chars())
+            .all(|(i, c)| self.chars.get(i) == Some(&c))
     }
 
     fn eat(&mut self, s: &str) -> bool {
@@ -220,9 +217,10 @@ impl Parser {
             Some(')') => true,
             Some(';') if self.peek_at(1) == Some(';') => true,
             Some(';') if self.peek_at(1) == Some('&') => true,
-            _ => self
-                .peek_keyword()
-                .is_some_and(|k| closers.contains(&k.as_str()) || CLOSERS.contains(&k.as_str()) && !closers.is_empty()),
+            _ => self.peek_keyword().is_some_and(|k| {
+                closers.contains(&k.as_str())
+                    || CLOSERS.contains(&k.as_str()) && !closers.is_empty()
+            }),
         }
     }
 
@@ -497,7 +495,9 @@ impl Parser {
     fn case_command(&mut self) -> Result<Command, ParseError> {
         self.pos += 4;
         self.skip_space();
-        let word = self.word()?.ok_or_else(|| self.error("expected a word after `case`"))?;
+        let word = self
+            .word()?
+            .ok_or_else(|| self.error("expected a word after `case`"))?;
         self.expect_keyword("in")?;
         self.enter()?;
         let mut arms = Vec::new();
@@ -514,7 +514,9 @@ impl Parser {
             let mut patterns = Vec::new();
             loop {
                 self.skip_space();
-                let w = self.word()?.ok_or_else(|| self.error("expected a case pattern"))?;
+                let w = self
+                    .word()?
+                    .ok_or_else(|| self.error("expected a case pattern"))?;
                 patterns.push(w);
                 self.skip_space();
                 if self.eat("|") {
@@ -625,11 +627,11 @@ impl Parser {
                 Some('(') => return Err(self.error("unexpected `(`")),
                 _ => {}
             }
-            if cmd.words.is_empty() {
-                if let Some((name, value)) = self.assignment()? {
-                    cmd.assigns.push((name, value));
-                    continue;
-                }
+            if cmd.words.is_empty()
+                && let Some((name, value)) = self.assignment()?
+            {
+                cmd.assigns.push((name, value));
+                continue;
             }
             match self.word()? {
                 Some(w) => cmd.words.push(w),
@@ -715,7 +717,10 @@ impl Parser {
             // {varname}>file
             let save = self.pos;
             self.pos += 1;
-            while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 self.pos += 1;
             }
             if !(self.eat("}") && matches!(self.peek(), Some('<' | '>'))) {
@@ -823,8 +828,7 @@ impl Parser {
         let mut lit = String::new();
         let mut glob = false;
         let start = self.pos;
-        loop {
-            let Some(c) = self.peek() else { break };
+        while let Some(c) = self.peek() {
             match c {
                 ' ' | '\t' | '\n' | '\r' | ';' | '&' | '|' | ')' => break,
                 '(' => {
@@ -845,7 +849,9 @@ impl Parser {
                         self.leave();
                         self.skip_linebreaks();
                         if !self.eat(")") {
-                            return Err(self.error("expected `)` to close the process substitution"));
+                            return Err(
+                                self.error("expected `)` to close the process substitution")
+                            );
                         }
                         parts.push(WordPart::ProcessSub {
                             input: c == '<',
@@ -987,7 +993,10 @@ impl Parser {
         }
         // Inside double quotes nothing globs.
         if !lit.is_empty() {
-            parts.push(WordPart::Lit { text: lit, glob: false });
+            parts.push(WordPart::Lit {
+                text: lit,
+                glob: false,
+            });
         }
         Ok(parts
             .into_iter()
@@ -1086,7 +1095,9 @@ impl Parser {
                 let name_len = text
                     .char_indices()
                     .find(|(i, c)| {
-                        !(c.is_ascii_alphanumeric() || *c == '_' || (*i == 0 && matches!(c, '#' | '!' | '@' | '*' | '?' | '$' | '-')))
+                        !(c.is_ascii_alphanumeric()
+                            || *c == '_'
+                            || (*i == 0 && matches!(c, '#' | '!' | '@' | '*' | '?' | '$' | '-')))
                     })
                     .map_or(text.len(), |(i, _)| i);
                 let (name, op) = text.split_at(name_len);
@@ -1108,7 +1119,9 @@ impl Parser {
                 }
                 Ok(Some(WordPart::Param { name, op: None }))
             }
-            Some(c) if c.is_ascii_digit() || matches!(c, '@' | '*' | '#' | '?' | '$' | '!' | '-') => {
+            Some(c)
+                if c.is_ascii_digit() || matches!(c, '@' | '*' | '#' | '?' | '$' | '!' | '-') =>
+            {
                 self.pos += 2;
                 Ok(Some(WordPart::Param {
                     name: c.to_string(),
@@ -1238,7 +1251,9 @@ fn flatten_part(p: &WordPart, out: &mut String) {
             out.push_str(name);
         }
         WordPart::CommandSub(_) => out.push_str("$(…)"),
-        WordPart::ProcessSub { input, .. } => out.push_str(if *input { "<(…)" } else { ">(…)" }),
+        WordPart::ProcessSub { input, .. } => {
+            out.push_str(if *input { "<(…)" } else { ">(…)" })
+        }
         WordPart::Arith(_) => out.push_str("$((…))"),
     }
 }
@@ -1288,7 +1303,8 @@ fn substitutions_in(text: &str, depth: usize) -> (Vec<Script>, bool) {
 /// Moves here-doc bodies (read after the line that opened them) into their redirections.
 fn attach_bodies(script: &mut Script, bodies: &mut Vec<HereDoc>) {
     for item in &mut script.items {
-        for pipeline in std::iter::once(&mut item.first).chain(item.rest.iter_mut().map(|(_, p)| p)) {
+        for pipeline in std::iter::once(&mut item.first).chain(item.rest.iter_mut().map(|(_, p)| p))
+        {
             for cmd in &mut pipeline.commands {
                 attach_command(cmd, bodies);
             }
@@ -1299,7 +1315,11 @@ fn attach_bodies(script: &mut Script, bodies: &mut Vec<HereDoc>) {
 fn attach_command(cmd: &mut Command, bodies: &mut Vec<HereDoc>) {
     let redirects: &mut Vec<Redirect> = match cmd {
         Command::Simple(s) => {
-            for w in s.words.iter_mut().chain(s.assigns.iter_mut().map(|(_, w)| w)) {
+            for w in s
+                .words
+                .iter_mut()
+                .chain(s.assigns.iter_mut().map(|(_, w)| w))
+            {
                 attach_word(w, bodies);
             }
             &mut s.redirects
@@ -1368,10 +1388,10 @@ fn attach_command(cmd: &mut Command, bodies: &mut Vec<HereDoc>) {
     };
     for r in redirects.iter_mut() {
         attach_word(&mut r.target, bodies);
-        if let Some(doc) = &mut r.body {
-            if let Some(i) = bodies.iter().position(|b| b.id == doc.id) {
-                *doc = bodies.swap_remove(i);
-            }
+        if let Some(doc) = &mut r.body
+            && let Some(i) = bodies.iter().position(|b| b.id == doc.id)
+        {
+            *doc = bodies.swap_remove(i);
         }
     }
 }
@@ -1379,7 +1399,9 @@ fn attach_command(cmd: &mut Command, bodies: &mut Vec<HereDoc>) {
 fn attach_word(word: &mut Word, bodies: &mut Vec<HereDoc>) {
     for part in &mut word.parts {
         match part {
-            WordPart::CommandSub(s) | WordPart::ProcessSub { script: s, .. } => attach_bodies(s, bodies),
+            WordPart::CommandSub(s) | WordPart::ProcessSub { script: s, .. } => {
+                attach_bodies(s, bodies)
+            }
             WordPart::Double(inner) => {
                 let mut w = Word {
                     parts: std::mem::take(inner),
