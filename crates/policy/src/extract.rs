@@ -1473,10 +1473,33 @@ enum Elsewhere {
 fn run_elsewhere(program: &str, args: &[Arg]) -> Option<Elsewhere> {
     // Global options that take a value, before the subcommand.
     const GLOBAL_VALUES: &[&str] = &[
-        "-n", "--namespace", "--context", "--kubeconfig", "--cluster", "--user", "-s", "--server",
-        "-H", "--host", "-c", "--config", "-l", "--log-level", "--project", "--zone", "--region",
-        "--account", "--configuration", "-f", "--file", "-p", "--project-name", "--env-file",
-        "--profile", "--ansi", "--format",
+        "-n",
+        "--namespace",
+        "--context",
+        "--kubeconfig",
+        "--cluster",
+        "--user",
+        "-s",
+        "--server",
+        "-H",
+        "--host",
+        "-c",
+        "--config",
+        "-l",
+        "--log-level",
+        "--project",
+        "--zone",
+        "--region",
+        "--account",
+        "--configuration",
+        "-f",
+        "--file",
+        "-p",
+        "--project-name",
+        "--env-file",
+        "--profile",
+        "--ansi",
+        "--format",
     ];
     let positional_at = |from: usize| -> Vec<usize> {
         let mut out = Vec::new();
@@ -1487,7 +1510,11 @@ fn run_elsewhere(program: &str, args: &[Arg]) -> Option<Elsewhere> {
                 break;
             }
             if t.starts_with('-') && t.len() > 1 {
-                i += if GLOBAL_VALUES.contains(&t) && !t.contains('=') { 2 } else { 1 };
+                i += if GLOBAL_VALUES.contains(&t) && !t.contains('=') {
+                    2
+                } else {
+                    1
+                };
                 continue;
             }
             out.push(i);
@@ -1514,7 +1541,11 @@ fn run_elsewhere(program: &str, args: &[Arg]) -> Option<Elsewhere> {
                 a.text
                     .strip_prefix("--command=")
                     .map(str::to_string)
-                    .or_else(|| (a.text == "--command").then(|| args.get(i + 1).map(|v| v.text.clone())).flatten())
+                    .or_else(|| {
+                        (a.text == "--command")
+                            .then(|| args.get(i + 1).map(|v| v.text.clone()))
+                            .flatten()
+                    })
             })?;
             Some(Elsewhere::ShellText(text))
         }
@@ -1532,14 +1563,62 @@ fn run_elsewhere(program: &str, args: &[Arg]) -> Option<Elsewhere> {
             }
             // Options of exec/run that take a value; `--opt=value` needs no entry.
             const VALUES: &[&str] = &[
-                "-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys",
-                "-v", "--volume", "-p", "--publish", "--name", "--network", "--net", "--entrypoint",
-                "--mount", "-l", "--label", "-m", "--memory", "--cpus", "--restart", "--pull",
-                "--platform", "-h", "--hostname", "--device", "--add-host", "--dns", "--log-driver",
-                "--log-opt", "--cap-add", "--cap-drop", "--security-opt", "--tmpfs", "--ulimit",
-                "--gpus", "--shm-size", "--ipc", "--pid", "--uts", "--userns", "--cgroupns",
-                "--index", "--stop-signal", "--stop-timeout", "--health-cmd", "--cidfile",
-                "--runtime", "--volumes-from", "--link", "--expose", "--label-file", "-a", "--attach",
+                "-e",
+                "--env",
+                "--env-file",
+                "-u",
+                "--user",
+                "-w",
+                "--workdir",
+                "--detach-keys",
+                "-v",
+                "--volume",
+                "-p",
+                "--publish",
+                "--name",
+                "--network",
+                "--net",
+                "--entrypoint",
+                "--mount",
+                "-l",
+                "--label",
+                "-m",
+                "--memory",
+                "--cpus",
+                "--restart",
+                "--pull",
+                "--platform",
+                "-h",
+                "--hostname",
+                "--device",
+                "--add-host",
+                "--dns",
+                "--log-driver",
+                "--log-opt",
+                "--cap-add",
+                "--cap-drop",
+                "--security-opt",
+                "--tmpfs",
+                "--ulimit",
+                "--gpus",
+                "--shm-size",
+                "--ipc",
+                "--pid",
+                "--uts",
+                "--userns",
+                "--cgroupns",
+                "--index",
+                "--stop-signal",
+                "--stop-timeout",
+                "--health-cmd",
+                "--cidfile",
+                "--runtime",
+                "--volumes-from",
+                "--link",
+                "--expose",
+                "--label-file",
+                "-a",
+                "--attach",
             ];
             let mut i = at + 1;
             while i < args.len() {
