@@ -230,6 +230,17 @@ impl Policy {
     fn check_examples(&self, trusted: &impl Fn(&Pack) -> bool) -> Result<(), PackError> {
         for p in self.packs.iter().filter(|p| !trusted(p)) {
             for r in &p.rules {
+                let patterns = r
+                    .matches
+                    .patterns()
+                    .chain(r.unless.iter().flat_map(|u| u.patterns()));
+                for pattern in patterns {
+                    pattern.build().map_err(|message| PackError::Rule {
+                        source_name: p.source.clone(),
+                        rule: r.id.clone(),
+                        message,
+                    })?;
+                }
                 let fail = |example: &str, problem: String| PackError::Example {
                     source_name: p.source.clone(),
                     rule: r.id.clone(),

@@ -119,10 +119,13 @@ fn load_with(
     let mut packs: Vec<(String, Pack)> = Vec::new();
     if builtin {
         for (name, text) in BUILTIN_PACKS {
-            packs.push((
-                name.to_string(),
-                parse_pack(&format!("builtin:{name}"), text)?,
-            ));
+            let source = format!("builtin:{name}");
+            let pack = if trust_builtin {
+                crate::pack::parse_pack_trusted(&source, text)?
+            } else {
+                parse_pack(&source, text)?
+            };
+            packs.push((name.to_string(), pack));
         }
     }
     for dir in dirs {

@@ -122,26 +122,77 @@ struct MatchFile {
 }
 
 /// An exact string or a regular expression.
+///
+/// A regular expression's syntax is checked when its pack is parsed, but the matcher is only
+/// built the first time the pattern is used: a one-shot `stakpak policy check` touches a
+/// handful of rules, and building all of them would cost more than the verdict.
 #[derive(Debug, Clone)]
 pub enum Pattern {
     Exact(String),
-    Regex(Regex),
+    Regex(LazyRegex),
+}
+
+/// A regular expression built on first use.
+#[derive(Debug, Clone)]
+pub struct LazyRegex {
+    source: String,
+    built: std::sync::Arc<std::sync::OnceLock<Option<Regex>>>,
+}
+
+impl LazyRegex {
+    fn get(&self) -> Option<&Regex> {
+        self.built
+            .get_or_init(|| Regex::new(&self.source).ok())
+            .as_ref()
+    }
 }
 
 impl Pattern {
-    fn compile(text: &str) -> Result<Pattern, String> {
+    fn compile(text: &str, check_syntax: bool) -> Result<Pattern, String> {
         match text.strip_prefix('~') {
-            Some(re) => Regex::new(re)
-                .map(Pattern::Regex)
-                .map_err(|e| format!("bad regular expression `{re}`: {e}")),
+            Some(re) => {
+                if check_syntax {
+                    regex_syntax::Parser::new().parse(re).map_err(|e| {
+                        format!(
+                            "bad regular expression `{re}`: {}",
+                            crate::one_line(&e.to_string())
+                        )
+                    })?;
+                }
+                Ok(Pattern::Regex(LazyRegex {
+                    source: re.to_string(),
+                    built: Default::default(),
+                }))
+            }
             None => Ok(Pattern::Exact(text.to_string())),
         }
     }
 
+    /// Builds the matcher now; an error names the expression (size limits, say).
+    pub fn build(&self) -> Result<(), String> {
+        match self {
+            Pattern::Exact(_) => Ok(()),
+            Pattern::Regex(r) => match r.get() {
+                Some(_) => Ok(()),
+                None => Err(match Regex::new(&r.source) {
+                    Err(e) => format!(
+                        "bad regular expression `{}`: {}",
+                        r.source,
+                        crate::one_line(&e.to_string())
+                    ),
+                    Ok(_) => format!("bad regular expression `{}`", r.source),
+                }),
+            },
+        }
+    }
+
+    /// A regular expression that cannot be built never matches; [`Pattern::build`] at load
+    /// time (every pack from disk, and the shipped packs in the test suite) keeps that from
+    /// happening in practice.
     pub fn is_match(&self, s: &str) -> bool {
         match self {
             Pattern::Exact(e) => e == s,
-            Pattern::Regex(r) => r.is_match(s),
+            Pattern::Regex(r) => r.get().is_some_and(|r| r.is_match(s)),
         }
     }
 }
@@ -183,6 +234,22 @@ pub struct Match {
 }
 
 impl Match {
+    /// Every pattern of the specification.
+    pub fn patterns(&self) -> impl Iterator<Item = &Pattern> {
+        self.positional
+            .iter()
+            .flatten()
+            .chain(self.options.iter().map(|(_, p)| p))
+            .chain(&self.args_any)
+            .chain(&self.args_all)
+            .chain(&self.text)
+            .chain(&self.stdin)
+            .chain(&self.code)
+            .chain(&self.code_from)
+            .chain(&self.write_path)
+            .chain(&self.delete_path)
+    }
+
     /// True when the rule is about files rather than programs.
     pub fn is_file_rule(&self) -> bool {
         !self.write_path.is_empty() || !self.delete_path.is_empty()
@@ -243,6 +310,16 @@ pub enum PackError {
 
 /// Parses and compiles a pack; `source_name` names it in errors (usually its path).
 pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
+    parse_pack_with(source_name, text, true)
+}
+
+/// Like [`parse_pack`], without checking regular-expression syntax up front: for the packs
+/// built into the binary, whose every pattern the test suite builds.
+pub fn parse_pack_trusted(source_name: &str, text: &str) -> Result<Pack, PackError> {
+    parse_pack_with(source_name, text, false)
+}
+
+fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<Pack, PackError> {
     let file: PackFile = toml::from_str(text).map_err(|e| PackError::Syntax {
         source_name: source_name.to_string(),
         message: crate::one_line(&e.to_string()),
@@ -287,7 +364,7 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
         if r.reason.trim().is_empty() {
             return Err(err("a rule needs a reason".into()));
         }
-        let matches = compile_match(&r.matches).map_err(&err)?;
+        let matches = compile_match(&r.matches, check_syntax).map_err(&err)?;
         if matches.programs.is_empty()
             && !matches.is_file_rule()
             && matches.dynamic_program.is_none()
@@ -304,7 +381,7 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
         let unless = r
             .unless
             .as_ref()
-            .map(compile_match)
+            .map(|u| compile_match(u, check_syntax))
             .transpose()
             .map_err(&err)?;
         rules.push(Rule {
@@ -326,13 +403,13 @@ pub fn parse_pack(source_name: &str, text: &str) -> Result<Pack, PackError> {
     })
 }
 
-fn compile_match(m: &MatchFile) -> Result<Match, String> {
+fn compile_match(m: &MatchFile, check: bool) -> Result<Match, String> {
     let list = |v: &[String]| {
         v.iter()
-            .map(|p| Pattern::compile(p))
+            .map(|p| Pattern::compile(p, check))
             .collect::<Result<Vec<_>, _>>()
     };
-    let one = |v: &Option<String>| v.as_deref().map(Pattern::compile).transpose();
+    let one = |v: &Option<String>| v.as_deref().map(|p| Pattern::compile(p, check)).transpose();
     let strip = |v: &[String]| {
         v.iter()
             .map(|s| s.trim_start_matches('-').to_string())
@@ -351,7 +428,9 @@ fn compile_match(m: &MatchFile) -> Result<Match, String> {
         options: m
             .options
             .iter()
-            .map(|(k, v)| Pattern::compile(v).map(|p| (k.trim_start_matches('-').to_string(), p)))
+            .map(|(k, v)| {
+                Pattern::compile(v, check).map(|p| (k.trim_start_matches('-').to_string(), p))
+            })
             .collect::<Result<_, _>>()?,
         args_any: list(&m.args_any)?,
         args_all: list(&m.args_all)?,
