@@ -182,6 +182,13 @@ pub struct AuditLog {
     path: PathBuf,
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 impl AuditLog {
     /// Opens the database at `path`, creating it (mode 0600) and its schema if absent.
     ///
@@ -208,8 +215,24 @@ impl AuditLog {
             conn,
             path: path.to_path_buf(),
         };
-        log.configure()?;
-        log.create_schema()?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers BUSY at once
+        // (without its busy handler) when another process is doing the same: two daemons
+        // starting together must both get the log, so the set-up is retried for as long as a
+        // writer would wait.
+        let started = std::time::Instant::now();
+        loop {
+            match log.configure().and_then(|()| log.create_schema()) {
+                Err(AuditError::Sqlite { source, .. })
+                    if is_busy(&source) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         log.recent(1)?;
         Ok(log)
     }

@@ -522,16 +522,22 @@ fn two_processes_appending_at_once_keep_one_chain() {
                 .args(["--exact", "child_appender", "--test-threads=1"])
                 .env(CHILD_DB, &path)
                 .env(CHILD_SOURCE, source)
-                .stdout(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let statuses: Vec<bool> = children
+    let outputs: Vec<std::process::Output> = children
         .into_iter()
-        .map(|mut c| c.wait().unwrap().success())
+        .map(|c| c.wait_with_output().unwrap())
         .collect();
-    assert_eq!(statuses, [true, true]);
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "a child appender failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(
