@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 use stakpak_audit::{AuditLog, Entry};
-use tracing::error;
+use tracing::{error, info};
 
 /// Hands entries to the writer thread.
 #[derive(Debug, Clone)]
@@ -28,8 +28,11 @@ impl Recorder {
             .name("audit".into())
             .spawn(move || {
                 for entry in rx {
-                    if let Err(e) = log.append(&entry) {
-                        error!(error = %e, "cannot append to the audit trail");
+                    match log.append(&entry) {
+                        // The chain head goes to the journal too: a copy outside the database
+                        // is what shows a rewrite of the whole chain from some row on.
+                        Ok(head) => info!(audit_seq = head.seq, audit_hash = %head.hash, "audit trail appended"),
+                        Err(e) => error!(error = %e, "cannot append to the audit trail"),
                     }
                 }
             })
