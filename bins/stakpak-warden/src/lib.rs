@@ -59,7 +59,7 @@ impl DaemonConfig for WardenConfig {
         self.policy.validate()?;
         let policy = self
             .policy
-            .load(&paths.config_dir)
+            .load_fast(&paths.config_dir)
             .map_err(|e| format!("policy: {e}"))?;
         self.loaded = Some(Arc::new(policy));
         Ok(())

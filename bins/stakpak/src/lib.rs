@@ -5,6 +5,7 @@
 
 pub mod locate;
 pub mod policy;
+pub mod secret;
 pub mod status;
 pub mod suite;
 
@@ -69,6 +70,47 @@ pub enum Command {
     /// Ask the warden about a command or a file action; list and test the policy packs.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Store, list and delete vault secrets; scan text for credentials.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret; the value is read from stdin (never from the command line).
+    Set {
+        /// The secret's name, used as `{{secret:NAME}}`.
+        name: String,
+        /// Limit the secret to this consumer (repeatable), e.g. `schedd`; default: any.
+        #[arg(long = "consumer", value_name = "NAME")]
+        consumers: Vec<String>,
+        /// Read the value from this file, as it is, instead of stdin.
+        #[arg(long, value_name = "PATH")]
+        from_file: Option<PathBuf>,
+    },
+    /// List the secrets: names, times and consumers, never values.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+    /// Print a text with every credential the rules find redacted, then a summary (exit 3
+    /// when something was found). Runs in this process; no suite needed.
+    Scan {
+        /// The file to scan; `-` or nothing: stdin.
+        file: Option<PathBuf>,
+        /// Also redact public IP addresses and AWS account ids.
+        #[arg(long)]
+        privacy: bool,
+        /// Print JSON: the redacted text, each detection and counts by rule.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +228,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => policy::test(&layout.config_dir, &dirs, &corpora, !no_builtin),
             PolicyCommand::List { json } => policy::list(&layout.config_dir, json),
         },
+        Command::Secret(cmd) => {
+            let bus = cli.bus_address.as_deref();
+            match cmd {
+                SecretCommand::Set {
+                    name,
+                    consumers,
+                    from_file,
+                } => {
+                    let source = match &from_file {
+                        Some(path) => secret::ValueSource::File(path),
+                        None => secret::ValueSource::Stdin,
+                    };
+                    secret::set(&name, consumers, source, bus, &layout)
+                }
+                SecretCommand::List { json } => secret::list(json, bus, &layout),
+                SecretCommand::Rm { name } => secret::remove(&name, bus, &layout),
+                SecretCommand::Scan {
+                    file,
+                    privacy,
+                    json,
+                } => secret::scan(file.as_deref(), privacy, json),
+            }
+        }
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -63,7 +63,7 @@ pub async fn status_of(conn: &Connection, daemon: Daemon) -> Result<DaemonStatus
 }
 
 /// True when the error says nobody owns the name: the daemon is not running.
-fn is_absent(e: &zbus::Error) -> bool {
+pub(crate) fn is_absent(e: &zbus::Error) -> bool {
     const ABSENT: [&str; 2] = [
         "org.freedesktop.DBus.Error.ServiceUnknown",
         "org.freedesktop.DBus.Error.NameHasNoOwner",

@@ -24,4 +24,4 @@ pub use landlock::{Confinement, LandlockError, LandlockOutcome, restrict_self};
 pub use logging::{LogHandle, LoggingError};
 pub use notify::{Notifier, watchdog_interval};
 pub use paths::{Mode, Paths, PathsError};
-pub use run::{BaseConfig, ExitStatus, RunError, ServeError, Service, main, run};
+pub use run::{BaseConfig, ExitStatus, RunError, ServeError, Service, StateError, main, run};

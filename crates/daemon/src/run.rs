@@ -29,6 +29,14 @@ use crate::{
 /// Error type a daemon's own set-up may fail with.
 pub type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A set-up failure only the operator can fix (a missing key, a vault that does not open),
+/// for [`Service::serve`] to return: the daemon exits with status 78 like a bad
+/// configuration file, so systemd stops restarting it (`RestartPreventExitStatus=78`).
+/// The message is printed as it is; it should name the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(pub String);
+
 /// One daemon of the suite.
 pub trait Service: 'static {
     /// Which daemon this is: its names, paths and interface.
@@ -103,6 +111,8 @@ pub enum RunError {
     Name(#[from] NameError),
     #[error("cannot set up the daemon's objects: {0}")]
     Serve(ServeError),
+    #[error(transparent)]
+    State(StateError),
     #[error("lost the connection to {0}")]
     LostBus(BusTarget),
 }
@@ -110,7 +120,7 @@ pub enum RunError {
 impl RunError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::Paths(_) | RunError::Config(_) => ExitStatus::Config,
+            RunError::Paths(_) | RunError::Config(_) | RunError::State(_) => ExitStatus::Config,
             RunError::CreateDir { .. } => ExitStatus::CantCreate,
             RunError::Connect { .. } | RunError::Name(_) => ExitStatus::Unavailable,
             RunError::Serve(_) => ExitStatus::Software,
@@ -240,9 +250,12 @@ impl<S: Service> Running<S> {
             config: self.config.subscribe(),
             paths: self.paths.clone(),
         };
-        let builder = S::serve(ctx, self.target.builder())
-            .await
-            .map_err(RunError::Serve)?;
+        let builder = S::serve(ctx, self.target.builder()).await.map_err(|e| {
+            match e.downcast::<StateError>() {
+                Ok(state) => RunError::State(*state),
+                Err(e) => RunError::Serve(e),
+            }
+        })?;
         let conn = builder.build().await.map_err(|source| RunError::Connect {
             target: self.target.clone(),
             source,

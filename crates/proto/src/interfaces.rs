@@ -8,7 +8,10 @@ use std::future::Future;
 
 use zbus::interface;
 
-use crate::{CheckReply, CheckRequest, DaemonStatus, Error};
+use crate::{
+    Caller, CheckReply, CheckRequest, DaemonStatus, Error, RedactReply, ResolveReply,
+    ResolveRequest, SecretInfo, SetRequest,
+};
 
 /// Methods every daemon answers.
 pub trait DaemonControl: Send + Sync + 'static {
@@ -29,8 +32,62 @@ pub trait WardenHandler: DaemonControl {
         caller: String,
     ) -> impl Future<Output = Result<CheckReply, Error>> + Send;
 }
-/// Handler behind `dev.stakpak.Secrets1`.
-pub trait SecretsHandler: DaemonControl {}
+/// Handler behind `dev.stakpak.Secrets1`. Every method learns its [`Caller`] from the bus.
+pub trait SecretsHandler: DaemonControl {
+    /// Stores a secret, replacing one of the same name.
+    fn set(
+        &self,
+        request: SetRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Removes a secret.
+    fn delete(
+        &self,
+        name: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Every secret's name, times and consumers; never a value.
+    fn list(&self, caller: Caller) -> impl Future<Output = Result<Vec<SecretInfo>, Error>> + Send;
+    /// Redacts a text (command output, a file read): known values and detected ones.
+    fn redact(
+        &self,
+        session: String,
+        text: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<RedactReply, Error>> + Send;
+    /// Redacts a user prompt, keeping what it detects in the session for later resolution.
+    fn register(
+        &self,
+        session: String,
+        text: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<RedactReply, Error>> + Send;
+    /// Opens a redaction stream for one output channel; returns its id.
+    fn open_stream(
+        &self,
+        session: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+    /// Redacts the next chunk of a stream; may hold back a few bytes for the next one.
+    fn redact_chunk(
+        &self,
+        stream: String,
+        chunk: Vec<u8>,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+    /// Ends a stream, returning what it held back, redacted.
+    fn close_stream(
+        &self,
+        stream: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+    /// Replaces placeholders by their values, for execution. Only sandboxd may call it.
+    fn resolve(
+        &self,
+        request: ResolveRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ResolveReply, Error>> + Send;
+}
 /// Handler behind `dev.stakpak.Sandbox1`.
 pub trait SandboxHandler: DaemonControl {}
 /// Handler behind `dev.stakpak.Scheduler1`.
@@ -109,6 +166,130 @@ impl<H: SecretsHandler> SecretsInterface<H> {
 
     async fn reload(&self) -> Result<(), Error> {
         self.0.reload().await
+    }
+
+    /// Stores a secret under `name` for `consumers` (empty: every consumer).
+    async fn set(
+        &self,
+        name: String,
+        value: String,
+        consumers: Vec<String>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), Error> {
+        let request = SetRequest {
+            name,
+            value,
+            consumers,
+        };
+        self.0.set(request, caller(&header, connection)).await
+    }
+
+    /// Removes a secret.
+    async fn delete(
+        &self,
+        name: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), Error> {
+        self.0.delete(name, caller(&header, connection)).await
+    }
+
+    /// Every secret without its value.
+    async fn list(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<SecretInfo>, Error> {
+        self.0.list(caller(&header, connection)).await
+    }
+
+    /// Redacts `text`; values detected are kept in `session` (empty: in no session).
+    async fn redact(
+        &self,
+        session: String,
+        text: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<RedactReply, Error> {
+        self.0
+            .redact(session, text, caller(&header, connection))
+            .await
+    }
+
+    /// Redacts a user prompt; values detected are kept in `session`.
+    async fn register(
+        &self,
+        session: String,
+        text: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<RedactReply, Error> {
+        self.0
+            .register(session, text, caller(&header, connection))
+            .await
+    }
+
+    /// Opens a redaction stream owned by the caller; returns its id.
+    async fn open_stream(
+        &self,
+        session: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.0
+            .open_stream(session, caller(&header, connection))
+            .await
+    }
+
+    /// Redacts the next chunk of a stream. Send the next chunk after this reply.
+    async fn redact_chunk(
+        &self,
+        stream: String,
+        chunk: Vec<u8>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<u8>, Error> {
+        self.0
+            .redact_chunk(stream, chunk, caller(&header, connection))
+            .await
+    }
+
+    /// Ends a stream and returns the rest of its output.
+    async fn close_stream(
+        &self,
+        stream: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<u8>, Error> {
+        self.0
+            .close_stream(stream, caller(&header, connection))
+            .await
+    }
+
+    /// Placeholders in `text` back to their values (with `shell`, through the environment).
+    async fn resolve(
+        &self,
+        session: String,
+        text: String,
+        shell: bool,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ResolveReply, Error> {
+        let request = ResolveRequest {
+            session,
+            text,
+            shell,
+        };
+        self.0.resolve(request, caller(&header, connection)).await
+    }
+}
+
+/// The sender of a call, as the bus daemon stamped it on the message.
+fn caller(header: &zbus::message::Header<'_>, connection: &zbus::Connection) -> Caller {
+    Caller {
+        name: header.sender().map(|s| s.to_string()).unwrap_or_default(),
+        connection: connection.clone(),
     }
 }
 

@@ -9,6 +9,7 @@
 mod error;
 mod interfaces;
 mod names;
+mod secrets;
 mod status;
 mod warden;
 
@@ -19,6 +20,9 @@ pub use interfaces::{
     SecretsInterface, SecretsProxy, WardenHandler, WardenInterface, WardenProxy,
 };
 pub use names::Daemon;
+pub use secrets::{
+    Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
+};
 pub use status::{DaemonState, DaemonStatus, LandlockStatus};
 pub use warden::{CHECK_KINDS, CheckMatch, CheckReply, CheckRequest};
 

@@ -6,8 +6,9 @@
 use std::os::unix::net::UnixStream;
 
 use stakpak_proto::{
-    CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error, WardenHandler,
-    WardenInterface, WardenProxy, zbus,
+    Caller, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Detection, Error,
+    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SecretsHandler, SecretsInterface,
+    SecretsProxy, SetRequest, WardenHandler, WardenInterface, WardenProxy, zbus,
 };
 
 struct Fixed {
@@ -151,4 +152,253 @@ async fn check_round_trips_whole() {
         .await
         .unwrap_err();
     assert_eq!(err, Error::InvalidArgument("unknown kind `chmod`".into()));
+}
+
+/// Answers every `Secrets1` call with something built from its arguments.
+struct EchoSecrets;
+
+impl DaemonControl for EchoSecrets {
+    async fn status(&self) -> Result<DaemonStatus, Error> {
+        Ok(sample())
+    }
+
+    async fn reload(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl SecretsHandler for EchoSecrets {
+    async fn set(&self, request: SetRequest, _caller: Caller) -> Result<(), Error> {
+        if request.value.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "secret {} has an empty value",
+                request.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, _name: String, _caller: Caller) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn list(&self, _caller: Caller) -> Result<Vec<SecretInfo>, Error> {
+        Ok(vec![SecretInfo {
+            name: "A".into(),
+            created_unix: 1,
+            updated_unix: 2,
+            consumers: vec!["schedd".into()],
+        }])
+    }
+
+    async fn redact(
+        &self,
+        session: String,
+        text: String,
+        _caller: Caller,
+    ) -> Result<RedactReply, Error> {
+        Ok(RedactReply {
+            redacted: format!("{session}:{text}"),
+            detections: vec![Detection {
+                rule_id: "vault".into(),
+                placeholder: "{{secret:A}}".into(),
+            }],
+        })
+    }
+
+    async fn register(
+        &self,
+        session: String,
+        text: String,
+        caller: Caller,
+    ) -> Result<RedactReply, Error> {
+        self.redact(session, text, caller).await
+    }
+
+    async fn open_stream(&self, session: String, _caller: Caller) -> Result<String, Error> {
+        Ok(format!("stream-of-{session}"))
+    }
+
+    async fn redact_chunk(
+        &self,
+        _stream: String,
+        chunk: Vec<u8>,
+        _caller: Caller,
+    ) -> Result<Vec<u8>, Error> {
+        Ok(chunk.into_iter().rev().collect())
+    }
+
+    async fn close_stream(&self, _stream: String, _caller: Caller) -> Result<Vec<u8>, Error> {
+        Ok(b"tail".to_vec())
+    }
+
+    async fn resolve(
+        &self,
+        request: ResolveRequest,
+        caller: Caller,
+    ) -> Result<ResolveReply, Error> {
+        Ok(ResolveReply {
+            text: format!(
+                "{}|{}|{}|caller=`{}`",
+                request.session, request.text, request.shell, caller.name
+            ),
+            env: [("STAKPAK_SECRET_0".to_string(), "v".to_string())].into(),
+        })
+    }
+}
+
+async fn secrets_pair() -> (zbus::Connection, zbus::Connection) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let server = zbus::connection::Builder::unix_stream(a)
+        .server(zbus::Guid::generate())
+        .p2p()
+        .serve_at(
+            stakpak_proto::Daemon::Secrets.object_path(),
+            SecretsInterface(EchoSecrets),
+        )
+        .build();
+    let client = zbus::connection::Builder::unix_stream(b).p2p().build();
+    let (server, client) = tokio::join!(server, client);
+    (server.unwrap(), client.unwrap())
+}
+
+/// The signatures the interface documents, checked with raw calls: a wrong input signature
+/// would be refused, and the reply's signature is compared whole.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_methods_have_the_documented_signatures() {
+    let (_server, client) = secrets_pair().await;
+    async fn reply_signature<B>(client: &zbus::Connection, method: &str, body: &B) -> String
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let reply = client
+            .call_method(
+                None::<&str>,
+                "/dev/stakpak/Secrets1",
+                Some("dev.stakpak.Secrets1"),
+                method,
+                body,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        reply.body().signature().to_string()
+    }
+    let got = vec![
+        (
+            "Set",
+            reply_signature(&client, "Set", &("A", "v", vec!["schedd"])).await,
+        ),
+        ("Delete", reply_signature(&client, "Delete", &("A",)).await),
+        ("List", reply_signature(&client, "List", &()).await),
+        (
+            "Redact",
+            reply_signature(&client, "Redact", &("s", "t")).await,
+        ),
+        (
+            "Register",
+            reply_signature(&client, "Register", &("s", "t")).await,
+        ),
+        (
+            "OpenStream",
+            reply_signature(&client, "OpenStream", &("s",)).await,
+        ),
+        (
+            "RedactChunk",
+            reply_signature(&client, "RedactChunk", &("stream-1", b"ab".to_vec())).await,
+        ),
+        (
+            "CloseStream",
+            reply_signature(&client, "CloseStream", &("stream-1",)).await,
+        ),
+        (
+            "Resolve",
+            reply_signature(&client, "Resolve", &("s", "t", true)).await,
+        ),
+    ];
+    let expected: Vec<(&str, String)> = [
+        ("Set", ""),
+        ("Delete", ""),
+        ("List", "a(sttas)"),
+        ("Redact", "(sa(ss))"),
+        ("Register", "(sa(ss))"),
+        ("OpenStream", "s"),
+        ("RedactChunk", "ay"),
+        ("CloseStream", "ay"),
+        ("Resolve", "(sa{ss})"),
+    ]
+    .into_iter()
+    .map(|(m, s)| (m, s.to_string()))
+    .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_calls_round_trip_whole() {
+    let (_server, client) = secrets_pair().await;
+    let secrets = SecretsProxy::new(&client).await.unwrap();
+    assert_eq!(
+        secrets
+            .set("A".into(), String::new(), vec![])
+            .await
+            .unwrap_err(),
+        Error::InvalidArgument("secret A has an empty value".into())
+    );
+    assert_eq!(
+        secrets.list().await.unwrap(),
+        vec![SecretInfo {
+            name: "A".into(),
+            created_unix: 1,
+            updated_unix: 2,
+            consumers: vec!["schedd".into()],
+        }]
+    );
+    assert_eq!(
+        secrets.register("s1".into(), "hi".into()).await.unwrap(),
+        RedactReply {
+            redacted: "s1:hi".into(),
+            detections: vec![Detection {
+                rule_id: "vault".into(),
+                placeholder: "{{secret:A}}".into(),
+            }],
+        }
+    );
+    assert_eq!(
+        secrets
+            .redact_chunk("x".into(), b"abc".to_vec())
+            .await
+            .unwrap(),
+        b"cba".to_vec()
+    );
+    // Peer to peer there is no bus daemon to stamp a sender: the caller's name is empty.
+    assert_eq!(
+        secrets
+            .resolve("s1".into(), "cmd".into(), true)
+            .await
+            .unwrap(),
+        ResolveReply {
+            text: "s1|cmd|true|caller=``".into(),
+            env: [("STAKPAK_SECRET_0".to_string(), "v".to_string())].into(),
+        }
+    );
+}
+
+#[test]
+fn types_holding_values_do_not_debug_print_them() {
+    let set = SetRequest {
+        name: "DB".into(),
+        value: "hunter2-value".into(),
+        consumers: vec!["schedd".into()],
+    };
+    assert_eq!(
+        format!("{set:?}"),
+        r#"SetRequest { name: "DB", value_len: 13, consumers: ["schedd"] }"#
+    );
+    let reply = ResolveReply {
+        text: "psql hunter2-value".into(),
+        env: [("STAKPAK_SECRET_0".to_string(), "hunter2-value".to_string())].into(),
+    };
+    assert_eq!(
+        format!("{reply:?}"),
+        r#"ResolveReply { text_len: 18, env: ["STAKPAK_SECRET_0"] }"#
+    );
 }

@@ -14,12 +14,31 @@ pub struct PrivateBus {
     pub dir: tempfile::TempDir,
 }
 
+/// How a [`PrivateBus`] differs from the default (only its own user may connect).
+#[derive(Debug, Clone, Default)]
+pub struct BusOptions {
+    /// Let every user connect (`<allow user="*"/>`) and make the socket's folder reachable
+    /// by all, for tests that call in as a second uid.
+    pub allow_any_user: bool,
+}
+
 impl PrivateBus {
     pub fn start() -> PrivateBus {
+        Self::start_with(BusOptions::default())
+    }
+
+    pub fn start_with(options: BusOptions) -> PrivateBus {
         let dir = tempfile::Builder::new()
             .prefix("stakpak-bus-")
             .tempdir()
             .unwrap();
+        let any_user = if options.allow_any_user {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            "\n    <allow user=\"*\"/>"
+        } else {
+            ""
+        };
         let socket: PathBuf = dir.path().join("bus.sock");
         let config = dir.path().join("bus.conf");
         std::fs::write(
@@ -34,11 +53,12 @@ impl PrivateBus {
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
-    <allow own="*"/>
+    <allow own="*"/>{}
   </policy>
 </busconfig>
 "#,
-                socket.display()
+                socket.display(),
+                any_user
             ),
         )
         .unwrap();

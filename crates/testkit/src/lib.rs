@@ -10,6 +10,6 @@ mod process;
 mod suite;
 
 pub use binaries::{bin, bin_dir};
-pub use bus::PrivateBus;
+pub use bus::{BusOptions, PrivateBus};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
 pub use suite::{EmbeddedSuite, SuiteBuilder};

@@ -1,0 +1,334 @@
+//! `stakpak secret set|list|rm|scan`: the vault from the command line, and the detector.
+//!
+//! `set`, `list` and `rm` talk to the running secretd. A value is read from stdin (or a
+//! file), never from the command line, where `ps` and shell history would keep it. `scan`
+//! runs the same detection rules in this process, so it works without a suite.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, Read, Write},
+    path::Path,
+    process::ExitCode,
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use stakpak_proto::{Error as WireError, SecretsProxy};
+use stakpak_secrets::{
+    detect::{DetectOptions, Detector},
+    placeholder::{SecretString, SessionMap},
+    redact::Redactor,
+};
+
+use crate::{locate, status::is_absent, suite::Layout};
+
+/// Exit status of `scan` when it found something.
+pub const EXIT_FOUND: u8 = 3;
+/// `scan` reads and writes in pieces of this size, so a large file is never held whole.
+const SCAN_CHUNK: usize = 64 * 1024;
+
+/// Where `set` takes the value from.
+#[derive(Debug, Clone)]
+pub enum ValueSource<'a> {
+    Stdin,
+    File(&'a Path),
+}
+
+/// `stakpak secret set NAME [--consumer X]… [--from-file PATH]`.
+pub fn set(
+    name: &str,
+    consumers: Vec<String>,
+    source: ValueSource<'_>,
+    bus_address: Option<&str>,
+    layout: &Layout,
+) -> anyhow::Result<ExitCode> {
+    let value = match source {
+        ValueSource::Stdin => read_stdin(name)?,
+        ValueSource::File(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            into_secret(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?
+        }
+    };
+    if value.is_empty() {
+        bail!("the value of {name} is empty; nothing was stored");
+    }
+    call(bus_address, layout, |secrets| async move {
+        secrets
+            .set(name.to_owned(), value.expose().to_owned(), consumers)
+            .await
+    })?;
+    println!("secret {name} stored");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stakpak secret rm NAME`.
+pub fn remove(name: &str, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
+    call(bus_address, layout, |secrets| async move {
+        secrets.delete(name.to_owned()).await
+    })?;
+    println!("secret {name} deleted");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `stakpak secret list --json`.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    created_unix: u64,
+    updated_unix: u64,
+    consumers: Vec<String>,
+}
+
+/// `stakpak secret list [--json]`.
+pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
+    let secrets = call(bus_address, layout, |secrets| async move {
+        secrets.list().await
+    })?;
+    let rows: Vec<Row> = secrets
+        .into_iter()
+        .map(|s| Row {
+            name: s.name,
+            created_unix: s.created_unix,
+            updated_unix: s.updated_unix,
+            consumers: s.consumers,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<w$}  {:<20}  {:<20}  CONSUMERS",
+        "NAME", "CREATED", "UPDATED"
+    );
+    for r in &rows {
+        let consumers = if r.consumers.is_empty() {
+            "(any)".to_owned()
+        } else {
+            r.consumers.join(",")
+        };
+        println!(
+            "{:<w$}  {:<20}  {:<20}  {consumers}",
+            r.name,
+            utc(r.created_unix),
+            utc(r.updated_unix)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Finds the suite, connects, and runs one call on secretd with errors a person can read.
+fn call<T, F, Fut>(bus_address: Option<&str>, layout: &Layout, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(SecretsProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, WireError>>,
+{
+    let target = locate::locate(bus_address, layout)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let conn = target.connect().await?;
+        let secrets = SecretsProxy::new(&conn)
+            .await
+            .context("cannot reach stakpak-secretd")?;
+        f(secrets).await.map_err(|e| match e {
+            WireError::ZBus(e) if is_absent(&e) => anyhow::anyhow!(
+                "stakpak-secretd is not running in the {}",
+                target.describe()
+            ),
+            WireError::ZBus(e) => anyhow::anyhow!("stakpak-secretd did not answer: {e}"),
+            WireError::InvalidArgument(m)
+            | WireError::InvalidConfig(m)
+            | WireError::Internal(m)
+            | WireError::Unavailable(m) => anyhow::anyhow!("{m}"),
+            WireError::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
+        })
+    })
+}
+
+/// Reads the value from stdin: without echo from a terminal (one line), else all of it.
+/// One trailing newline is dropped; `echo "$TOKEN" |` adds one.
+fn read_stdin(name: &str) -> anyhow::Result<SecretString> {
+    let stdin = std::io::stdin();
+    let mut bytes = Vec::new();
+    if rustix::termios::isatty(&stdin) {
+        eprint!("value of {name} (not shown, end with Enter): ");
+        let _ = std::io::stderr().flush();
+        let saved = rustix::termios::tcgetattr(&stdin).context("cannot read terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet)
+            .context("cannot turn off the terminal's echo")?;
+        let read = stdin.lock().read_until(b'\n', &mut bytes);
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
+        eprintln!();
+        read.context("cannot read the value from the terminal")?;
+    } else {
+        stdin
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read the value from stdin")?;
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    into_secret(bytes).context("the value on stdin is not UTF-8 text")
+}
+
+fn into_secret(bytes: Vec<u8>) -> anyhow::Result<SecretString> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SecretString::new(text)),
+        Err(e) => {
+            // Zero what was read before giving up on it.
+            let mut bytes = e.into_bytes();
+            bytes.fill(0);
+            bail!("invalid UTF-8")
+        }
+    }
+}
+
+/// What `scan --json` prints.
+#[derive(Debug, Serialize)]
+struct ScanReport {
+    redacted: String,
+    detections: Vec<ScanDetection>,
+    /// Rule id → how many values it found.
+    summary: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScanDetection {
+    rule_id: String,
+    placeholder: String,
+}
+
+/// `stakpak secret scan [FILE|-] [--privacy] [--json]`: prints the input redacted, then a
+/// summary of what was found by rule (on stderr, so stdout is the redacted text alone).
+/// Exit status 0 when nothing was found, [`EXIT_FOUND`] when something was.
+pub fn scan(input: Option<&Path>, privacy: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let detector = Detector::new(DetectOptions { privacy })
+        .map_err(|e| anyhow::anyhow!("the detection rules do not load: {e}"))?;
+    let mut reader: Box<dyn Read> = match input {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+    };
+    let name = input.map_or("stdin".into(), |p| p.display().to_string());
+    let mut map = SessionMap::new().context("cannot seed placeholders")?;
+    let mut stream = Redactor::empty().detecting_stream(detector);
+    let mut found = Vec::new();
+    let mut redacted = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {name}")),
+        };
+        let mut out = Vec::new();
+        found.extend(stream.push(&buf[..n], &mut map, &mut out));
+        emit(json, &mut stdout, &mut redacted, &out)?;
+    }
+    let mut out = Vec::new();
+    found.extend(stream.finish(&mut map, &mut out));
+    emit(json, &mut stdout, &mut redacted, &out)?;
+
+    let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &found {
+        *summary.entry(d.rule_id.clone()).or_default() += 1;
+    }
+    if json {
+        let report = ScanReport {
+            redacted: String::from_utf8_lossy(&redacted).into_owned(),
+            detections: found
+                .iter()
+                .map(|d| ScanDetection {
+                    rule_id: d.rule_id.clone(),
+                    placeholder: d.placeholder.clone(),
+                })
+                .collect(),
+            summary,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        stdout.flush()?;
+        if found.is_empty() {
+            eprintln!("{name}: no secrets found");
+        } else {
+            let noun = if found.len() == 1 {
+                "secret"
+            } else {
+                "secrets"
+            };
+            eprintln!("{name}: {} {noun} found", found.len());
+            for (rule, count) in &summary {
+                eprintln!("  {count:>5}  {rule}");
+            }
+        }
+    }
+    Ok(if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FOUND)
+    })
+}
+
+/// Writes redacted output as it comes, or keeps it for the JSON report.
+fn emit(json: bool, stdout: &mut impl Write, kept: &mut Vec<u8>, out: &[u8]) -> anyhow::Result<()> {
+    if json {
+        kept.extend_from_slice(out);
+    } else {
+        stdout.write_all(out).context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+/// `2025-11-27 02:14:05` (UTC) from seconds since the epoch.
+fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        let cases = [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400, "2000-02-29 00:00:00"),
+            (1_764_209_645, "2025-11-27 02:14:05"),
+        ];
+        for (unix, text) in cases {
+            assert_eq!(utc(unix), text, "{unix}");
+        }
+    }
+}
