@@ -232,3 +232,41 @@ fn up_reports_the_daemon_with_a_bad_config_instead_of_hanging() {
     assert!(left.is_some(), "left behind: {:#?}", suite.processes());
     assert!(!suite.bus_socket().exists());
 }
+
+#[test]
+fn a_daemon_that_stops_answering_is_aborted_killed_and_restarted() {
+    // A stopped process sends no WATCHDOG=1 and ignores SIGABRT until continued: the
+    // supervisor must follow with SIGKILL and bring the daemon back.
+    let suite = EmbeddedSuite::builder().watchdog(1.0).start();
+    let old_pid = suite.pid_of("stakpak-schedd").unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(old_pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    let new_pid = wait_until(Duration::from_secs(15), || {
+        let status = suite.status();
+        let row = daemon_rows(&status)
+            .into_iter()
+            .find(|r| r["daemon"] == "stakpak-schedd")?;
+        let pid = row["pid"].as_u64()? as u32;
+        (row["state"] == "running" && pid != old_pid).then_some(pid)
+    })
+    .expect("the stopped daemon was replaced");
+    assert_ne!(new_pid, old_pid);
+    let log = std::fs::read_to_string(suite.log_file("supervisor")).unwrap();
+    for expected in [
+        "watchdog timeout: no WATCHDOG=1 in time; aborting it",
+        "still there after SIGABRT; killing it",
+        "killed by signal 9 (SIGKILL)",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(expected) && l.contains("daemon=stakpak-schedd")),
+            "{expected:?} not in the supervisor log:\n{log}"
+        );
+    }
+    // The old process is gone, not left stopped.
+    assert!(stakpak_testkit::ProcessInfo::read(old_pid).is_none_or(|p| !p.is_live()));
+    assert_eq!(suite.down().code, Some(0));
+}

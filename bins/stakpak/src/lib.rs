@@ -51,6 +51,10 @@ pub enum Command {
         /// Seconds every daemon has to become ready.
         #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
         timeout: f64,
+        /// Watchdog period given to the daemons (WATCHDOG_USEC): one silent for longer gets
+        /// SIGABRT, then SIGKILL one period later, and is restarted.
+        #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+        watchdog: f64,
         /// Report readiness as one JSON line on stdout (used by the detached start).
         #[arg(long, hide = true)]
         report_json: bool,
@@ -166,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up {
             foreground,
             timeout,
+            watchdog,
             report_json,
         } => {
             let ready_timeout = seconds(timeout, "--timeout")?;
@@ -178,11 +183,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let opts = Options {
                     layout,
                     ready_timeout,
-                    watchdog: Duration::from_secs(20),
+                    watchdog: seconds(watchdog, "--watchdog")?,
                 };
                 suite::up_foreground(opts, report_json)?;
             } else {
-                suite::up_detached(&placement, &layout, ready_timeout)?;
+                suite::up_detached(
+                    &placement,
+                    &layout,
+                    ready_timeout,
+                    seconds(watchdog, "--watchdog")?,
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

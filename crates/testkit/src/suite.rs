@@ -13,6 +13,7 @@ use crate::{Output, ProcessInfo, bin, processes_named, wait_until};
 pub struct SuiteBuilder {
     files: Vec<(String, String)>,
     timeout_secs: Option<f64>,
+    watchdog_secs: Option<f64>,
 }
 
 impl SuiteBuilder {
@@ -25,6 +26,12 @@ impl SuiteBuilder {
     /// Readiness timeout passed to `stakpak up --timeout`.
     pub fn ready_timeout(mut self, secs: f64) -> Self {
         self.timeout_secs = Some(secs);
+        self
+    }
+
+    /// Watchdog period passed to `stakpak up --watchdog`.
+    pub fn watchdog(mut self, secs: f64) -> Self {
+        self.watchdog_secs = Some(secs);
         self
     }
 
@@ -47,6 +54,10 @@ impl SuiteBuilder {
         if let Some(t) = self.timeout_secs {
             args.push("--timeout".into());
             args.push(t.to_string());
+        }
+        if let Some(w) = self.watchdog_secs {
+            args.push("--watchdog".into());
+            args.push(w.to_string());
         }
         let out = suite.stakpak(&args.iter().map(String::as_str).collect::<Vec<_>>());
         (suite, out)

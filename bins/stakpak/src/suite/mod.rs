@@ -92,6 +92,7 @@ pub fn up_detached(
     placement: &Placement,
     layout: &Layout,
     ready_timeout: Duration,
+    watchdog: Duration,
 ) -> anyhow::Result<()> {
     supervisor::prepare_dirs(layout)?;
     let log_path = layout.log_file("supervisor");
@@ -101,7 +102,9 @@ pub fn up_detached(
     let mut cmd = Command::new(exe);
     cmd.arg("up").arg("--foreground").arg("--report-json");
     cmd.arg("--timeout")
-        .arg(ready_timeout.as_secs_f64().to_string());
+        .arg(ready_timeout.as_secs_f64().to_string())
+        .arg("--watchdog")
+        .arg(watchdog.as_secs_f64().to_string());
     // The child inherits our environment and gets the same placement, so it resolves the
     // same layout.
     if let Some(dir) = &placement.state_dir {

@@ -114,6 +114,8 @@ struct Slot {
     last_alive: Instant,
     restart_at: Option<Instant>,
     log_offset: u64,
+    /// SIGABRT was sent for a missed watchdog and no sign of life came since.
+    aborted: bool,
 }
 
 struct Exited {
@@ -199,6 +201,7 @@ impl Supervisor {
                 last_alive: now,
                 restart_at: None,
                 log_offset: 0,
+                aborted: false,
             })
             .collect();
         let mut sup = Supervisor {
@@ -334,6 +337,7 @@ impl Supervisor {
         slot.started = Instant::now();
         slot.last_alive = slot.started;
         slot.restart_at = None;
+        slot.aborted = false;
         let generation = slot.generation;
         let tx = self.exit_tx.clone();
         tokio::spawn(async move {
@@ -363,6 +367,7 @@ impl Supervisor {
         }
         if msg.ready || msg.watchdog || msg.reloading {
             slot.last_alive = Instant::now();
+            slot.aborted = false;
         }
         if msg.stopping {
             slot.ready = false;
@@ -441,9 +446,17 @@ impl Supervisor {
             }
             let Some(pid) = slot.pid else { continue };
             if slot.ready && now.duration_since(slot.last_alive) > self.opts.watchdog {
-                // As systemd does: SIGABRT, so the daemon may leave a core for the post-mortem.
-                warn!(daemon = %slot.daemon, pid, "watchdog timeout: no WATCHDOG=1 in time; aborting it");
-                kill(pid, Signal::ABORT);
+                if slot.aborted {
+                    // A stopped or wedged process does not act on SIGABRT; systemd follows
+                    // with SIGKILL after TimeoutAbortSec=, and so do we after one more period.
+                    warn!(daemon = %slot.daemon, pid, "still there after SIGABRT; killing it");
+                    kill(pid, Signal::KILL);
+                } else {
+                    // As systemd does: SIGABRT, so the daemon may leave a core for the post-mortem.
+                    warn!(daemon = %slot.daemon, pid, "watchdog timeout: no WATCHDOG=1 in time; aborting it");
+                    kill(pid, Signal::ABORT);
+                    slot.aborted = true;
+                }
                 slot.last_alive = now;
             } else if !slot.ready && now.duration_since(slot.started) > self.opts.ready_timeout {
                 warn!(daemon = %slot.daemon, pid, "no READY=1 in time after restart; killing it");
