@@ -1,17 +1,22 @@
-//! The D-Bus side of the daemon: validates calls and hands them to the event loop.
+//! The D-Bus side of the daemon: validates calls and hands them to the executor.
 
 use stakpak_daemon::ControlHandle;
-use stakpak_proto::{DaemonControl, DaemonStatus, Error, SandboxHandler};
+use stakpak_proto::{
+    Caller, DaemonControl, DaemonStatus, Error, ExecReply, ExecRequest, SandboxHandler,
+};
+
+use crate::exec::Executor;
 
 /// Behind `dev.stakpak.Sandbox1`.
 #[derive(Debug)]
 pub(crate) struct Handler {
     control: ControlHandle,
+    executor: Executor,
 }
 
 impl Handler {
-    pub(crate) fn new(control: ControlHandle) -> Self {
-        Handler { control }
+    pub(crate) fn new(control: ControlHandle, executor: Executor) -> Self {
+        Handler { control, executor }
     }
 }
 
@@ -25,4 +30,10 @@ impl DaemonControl for Handler {
     }
 }
 
-impl SandboxHandler for Handler {}
+impl SandboxHandler for Handler {
+    async fn exec(&self, request: ExecRequest, caller: Caller) -> Result<ExecReply, Error> {
+        self.executor
+            .exec(request, &caller.name, &caller.connection)
+            .await
+    }
+}

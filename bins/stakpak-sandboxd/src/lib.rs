@@ -1,11 +1,24 @@
 //! `stakpak-sandboxd`: the only process that executes anything, inside a sandbox.
 //!
 //! Serves `dev.stakpak.Sandbox1` through the shared daemon runtime of `stakpak-daemon`.
+//! `Exec` asks the warden, has secretd resolve placeholders, runs the command with the local
+//! sandbox (`stakpak-sandbox`) in `<state>/workspaces/<session>` and passes its output through
+//! secretd's redactor (`exec.rs`).
+//!
+//! sandboxd restricts itself with Landlock at start-up and its children inherit that domain:
+//! they can write only below its state folder, where the workspaces and private tmps live.
+//! Mounting is refused inside a Landlock domain, so the sandbox runs with `bind_tmp` off:
+//! children find their private tmp through `TMPDIR`, and `/tmp` is read-only to them.
 
+mod config;
 mod dbus;
+mod exec;
 
-use stakpak_daemon::{BaseConfig, ServeContext, ServeError, Service};
+use stakpak_daemon::{Confinement, Paths, ServeContext, ServeError, Service};
 use stakpak_proto::{Daemon, SandboxInterface};
+
+pub use config::{ExecConfig, LimitsConfig, SandboxdConfig};
+pub use exec::{RULE_ASK_UNSUPPORTED, RULE_SECRETD_UNAVAILABLE, RULE_WARDEN_UNAVAILABLE};
 
 /// The daemon as the shared runtime sees it.
 #[derive(Debug)]
@@ -13,15 +26,31 @@ pub struct SandboxDaemon;
 
 impl Service for SandboxDaemon {
     const DAEMON: Daemon = Daemon::Sandbox;
-    type Config = BaseConfig;
+    type Config = SandboxdConfig;
+
+    /// Besides the usual folders: write access to `/proc`, because each sandboxed child
+    /// writes its own `/proc/self/{setgroups,uid_map,gid_map}` after `unshare(CLONE_NEWUSER)`
+    /// and inherits this domain. (Landlock cannot name "every process's own /proc entry";
+    /// file permissions still limit which /proc files the daemon's user can write.)
+    fn confinement(paths: &Paths, _config: &SandboxdConfig) -> Confinement {
+        let mut confinement =
+            Confinement::for_daemon(&paths.config_dir, &paths.state_dir, &paths.runtime_dir);
+        // A sandboxed child inherits this domain and, after unsharing its user namespace,
+        // writes its own /proc/self/{setgroups,uid_map,gid_map}. Landlock cannot name "your
+        // own /proc entry", so all of /proc is writable here and only file permissions narrow
+        // it. To tighten: have the parent write the child's maps (then this rule goes).
+        confinement.write.push("/proc".into());
+        confinement
+    }
 
     async fn serve(
-        ctx: ServeContext<BaseConfig>,
+        ctx: ServeContext<SandboxdConfig>,
         builder: stakpak_proto::zbus::connection::Builder<'static>,
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
+        let executor = exec::Executor::new(ctx.paths.state_dir.clone(), ctx.config.clone());
         Ok(builder.serve_at(
             Self::DAEMON.object_path(),
-            SandboxInterface(dbus::Handler::new(ctx.control)),
+            SandboxInterface(dbus::Handler::new(ctx.control, executor)),
         ))
     }
 }

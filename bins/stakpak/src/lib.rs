@@ -5,6 +5,7 @@
 
 pub mod locate;
 pub mod policy;
+pub mod sandbox;
 pub mod secret;
 pub mod status;
 pub mod suite;
@@ -77,6 +78,32 @@ pub enum Command {
     /// Store, list and delete vault secrets; scan text for credentials.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Run commands through sandboxd, exactly as the agent does.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run a shell command: warden, secretd, the local sandbox, redaction. Exits with the
+    /// command's status, 4 when refused, 124 on timeout.
+    Exec {
+        /// Working directory, relative to the session workspace.
+        #[arg(short = 'w', long = "workdir", value_name = "DIR", default_value = "")]
+        workdir: String,
+        /// `none` (own empty network namespace) or `host`.
+        #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+        network: String,
+        /// Seconds before the command and everything it started are killed.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Session whose workspace the command runs in.
+        #[arg(long, default_value = "cli", value_name = "ID")]
+        session: String,
+        /// The command (after `--`; several words are joined with spaces, as ssh does).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +287,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 } => secret::scan(file.as_deref(), privacy, json),
             }
+        }
+        Command::Sandbox(SandboxCommand::Exec {
+            workdir,
+            network,
+            timeout,
+            session,
+            command,
+        }) => {
+            let timeout = timeout.map(|t| seconds(t, "--timeout")).transpose()?;
+            let args = sandbox::ExecArgs {
+                session: &session,
+                workdir: &workdir,
+                network: &network,
+                timeout,
+                command: command.join(" "),
+            };
+            sandbox::exec(&args, cli.bus_address.as_deref(), &layout)
         }
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;

@@ -9,8 +9,8 @@ use std::future::Future;
 use zbus::interface;
 
 use crate::{
-    Caller, CheckReply, CheckRequest, DaemonStatus, Error, RedactReply, ResolveReply,
-    ResolveRequest, SecretInfo, SetRequest,
+    Caller, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest, RedactReply,
+    ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };
 
 /// Methods every daemon answers.
@@ -89,7 +89,15 @@ pub trait SecretsHandler: DaemonControl {
     ) -> impl Future<Output = Result<ResolveReply, Error>> + Send;
 }
 /// Handler behind `dev.stakpak.Sandbox1`.
-pub trait SandboxHandler: DaemonControl {}
+pub trait SandboxHandler: DaemonControl {
+    /// Runs one command for the bus peer `caller`, after the warden allowed it. The
+    /// caller's connection is the daemon's own, for its calls to warden and secretd.
+    fn exec(
+        &self,
+        request: ExecRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ExecReply, Error>> + Send;
+}
 /// Handler behind `dev.stakpak.Scheduler1`.
 pub trait SchedulerHandler: DaemonControl {}
 
@@ -308,6 +316,16 @@ pub struct SandboxInterface<H>(pub H);
 impl<H: SandboxHandler> SandboxInterface<H> {
     async fn status(&self) -> Result<DaemonStatus, Error> {
         self.0.status().await
+    }
+
+    /// Runs a shell command in the session's workspace: warden, secretd, sandbox, redaction.
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ExecReply, Error> {
+        self.0.exec(request, caller(&header, connection)).await
     }
 
     async fn reload(&self) -> Result<(), Error> {

@@ -9,6 +9,7 @@
 mod error;
 mod interfaces;
 mod names;
+mod sandbox;
 mod secrets;
 mod status;
 mod warden;
@@ -20,6 +21,7 @@ pub use interfaces::{
     SecretsInterface, SecretsProxy, WardenHandler, WardenInterface, WardenProxy,
 };
 pub use names::Daemon;
+pub use sandbox::{ExecReply, ExecRequest, exec_status};
 pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };

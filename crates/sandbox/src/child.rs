@@ -18,6 +18,8 @@ pub struct ChildPlan {
     pub gid_map: Vec<u8>,
     /// The private tmp directory, bound over `/tmp` in the new mount namespace.
     pub tmp: CString,
+    /// Whether to make mounts private and bind `tmp` over `/tmp` (refused under Landlock).
+    pub bind_tmp: bool,
     /// `(resource, limit)` pairs for `setrlimit`.
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     /// `cgroup.procs` of this run's pids cgroup, opened for writing.
@@ -91,7 +93,7 @@ impl ChildPlan {
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", &self.uid_map)?;
                 write_file(c"/proc/self/gid_map", &self.gid_map)?;
-                if self.unshare_flags & libc::CLONE_NEWNS != 0 {
+                if self.bind_tmp && self.unshare_flags & libc::CLONE_NEWNS != 0 {
                     // Keep our mounts from propagating anywhere, then put the private tmp on /tmp.
                     check(
                         libc::mount(

@@ -13,7 +13,8 @@
 //!    uid, and the cgroup lists every descendant even if it leaves the process group.
 //! 3. drops to the run-as user (when configured): the user the files and RLIMIT_NPROC see.
 //! 4. `unshare` user (mapping its own uid and gid to themselves), mount, IPC and, for
-//!    [`Network::None`], network namespaces; binds the private tmp over `/tmp`.
+//!    [`Network::None`], network namespaces; binds the private tmp over `/tmp` (unless
+//!    [`SandboxConfig::bind_tmp`] is off: then `TMPDIR` names the private tmp instead).
 //! 5. rlimits: address space, process count, CPU seconds, open files.
 //! 6. `PR_SET_NO_NEW_PRIVS`, then `landlock_restrict_self`: read and execute on `/`, every
 //!    right below the workspace and the private tmp, write on `/dev/null`; signals and
@@ -105,8 +106,13 @@ pub struct Limits {
 pub struct SandboxConfig {
     /// The writable working directory; absolute.
     pub workspace: PathBuf,
-    /// The private tmp, seen as `/tmp` by the child; absolute.
+    /// The private tmp; absolute. Seen as `/tmp` by the child when `bind_tmp` is set.
     pub tmp: PathBuf,
+    /// Bind the private tmp over `/tmp` in the child's mount namespace. Mounting is refused
+    /// inside a Landlock domain, so a caller that is itself Landlock-restricted (sandboxd)
+    /// turns this off: the child then gets `TMPDIR` pointing at the private tmp, and `/tmp`
+    /// stays read-only through the child's own Landlock ruleset.
+    pub bind_tmp: bool,
     pub network: Network,
     pub limits: Limits,
     /// `(uid, gid)` the child runs as; the workspace and tmp are handed to this user.
@@ -177,7 +183,7 @@ impl Sandbox {
             }
         }
         // The private tmp is mounted over /tmp in the child, which would hide a workspace there.
-        if config.workspace.starts_with("/tmp") {
+        if config.bind_tmp && config.workspace.starts_with("/tmp") {
             return Err(SandboxError::WorkspaceUnderTmp(config.workspace.clone()));
         }
         let abi = landlock::abi_version();
@@ -267,17 +273,18 @@ impl Sandbox {
                     path: cfg.tmp.clone(),
                 }
             })?,
+            bind_tmp: cfg.bind_tmp,
             rlimits,
             cgroup_procs: cgroup.as_ref().map(|c| c.procs.as_raw_fd()),
             ruleset: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
         };
 
         let mut command = std::process::Command::new("/bin/sh");
+        command.arg("-c").arg(&cmd.shell).env_clear().envs(&cmd.env);
+        if !cfg.bind_tmp {
+            command.env("TMPDIR", &cfg.tmp);
+        }
         command
-            .arg("-c")
-            .arg(&cmd.shell)
-            .env_clear()
-            .envs(&cmd.env)
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -52,6 +52,7 @@ impl Fixture {
             run_as: Some(run_as),
             require_landlock: true,
             pids_cgroup: pids_cgroup(),
+            bind_tmp: true,
             output_cap: 64 * 1024,
         })
         .unwrap();
@@ -367,6 +368,7 @@ fn bad_configs_and_commands_are_refused() {
         run_as: None,
         require_landlock: true,
         pids_cgroup: None,
+        bind_tmp: true,
         output_cap: 1,
     })
     .unwrap_err();
@@ -422,6 +424,7 @@ fn output_past_the_cap_is_counted_not_kept() {
         run_as: Some(NOBODY),
         require_landlock: true,
         pids_cgroup: None,
+        bind_tmp: true,
         output_cap: 4,
     })
     .unwrap();

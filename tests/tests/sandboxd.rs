@@ -1,0 +1,240 @@
+//! sandboxd end to end: a command runs through warden, secretd, the local sandbox and the
+//! redactor; what the warden denies is refused even straight over D-Bus; with the warden
+//! unable to answer nothing runs; a secret reaches the command but never its output or logs.
+
+// Test files: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, zbus};
+use stakpak_testkit::EmbeddedSuite;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Calls `Exec` straight over the suite's bus, as any bus peer could.
+fn exec(suite: &EmbeddedSuite, session: &str, command: &str) -> Result<ExecReply, Error> {
+    let rt = runtime();
+    rt.block_on(async {
+        let conn = zbus::connection::Builder::address(suite.bus_address().as_str())
+            .build()
+            .await
+            .unwrap();
+        let proxy = SandboxProxy::new(&conn).await.unwrap();
+        proxy
+            .exec(ExecRequest {
+                session: session.into(),
+                command: command.into(),
+                workdir: String::new(),
+                timeout_ms: 10_000,
+                network: "none".into(),
+            })
+            .await
+    })
+}
+
+fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
+    suite
+        .state_dir
+        .join("state/sandboxd/workspaces")
+        .join(session)
+}
+
+fn random_alnum(n: usize) -> String {
+    const ALNUM: &[u8] = b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789";
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes
+        .iter()
+        .map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()]))
+        .collect()
+}
+
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn echo_runs_through_the_whole_path() {
+    let suite = EmbeddedSuite::builder().start();
+
+    let reply = exec(&suite, "s1", "echo hello").unwrap();
+    assert_eq!(reply.status, "exited", "{reply:?}");
+    assert_eq!(reply.code, 0, "{reply:?}");
+    assert_eq!(reply.stdout, "hello\n");
+    assert_eq!(reply.stderr, "");
+    assert_eq!(reply.decision, "allow");
+    assert!(workspace(&suite, "s1").is_dir());
+
+    // The CLI takes the same path and exits with the command's status.
+    let out = suite.stakpak(&["sandbox", "exec", "--", "echo", "hello"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "hello\n");
+    let out = suite.stakpak(&["sandbox", "exec", "--", "exit 7"]);
+    assert_eq!(out.code, Some(7), "{out:?}");
+    let out = suite.stakpak(&["sandbox", "exec", "--timeout", "0.5", "--", "sleep", "5"]);
+    assert_eq!(out.code, Some(124), "{out:?}");
+
+    // One structured line per exec, with the command as sent.
+    let log = std::fs::read_to_string(suite.log_file("sandboxd")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("exec")
+            && l.contains("session=s1")
+            && l.contains("command=echo hello")
+            && l.contains("decision=allow")
+            && l.contains("status=exited")),
+        "{log}"
+    );
+
+    // Bad requests get typed errors.
+    assert!(matches!(
+        exec(&suite, "../etc", "true"),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn warden_deny_is_refused_even_straight_over_dbus() {
+    let suite = EmbeddedSuite::builder().start();
+    assert_eq!(exec(&suite, "s2", "true").unwrap().code, 0);
+    let marker = workspace(&suite, "s2").join("ran");
+
+    let command = format!("rm -rf / ; touch {}", marker.display());
+    let reply = exec(&suite, "s2", &command).unwrap();
+    assert_eq!(reply.status, "denied", "{reply:?}");
+    assert_eq!(reply.decision, "deny");
+    assert_eq!(reply.rule, "fs.rm-root");
+    assert!(!reply.reason.is_empty());
+    assert!(!marker.exists(), "a denied command ran");
+
+    let out = suite.stakpak(&["sandbox", "exec", "--session", "s2", "--", &command]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert!(out.stderr.contains("fs.rm-root"), "{out:?}");
+    assert!(!marker.exists(), "a denied command ran");
+}
+
+/// SIGCONT on drop, so a failing test does not leave the warden stopped.
+struct Stopped(rustix::process::Pid);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+    }
+}
+
+#[test]
+fn nothing_runs_when_the_warden_cannot_answer() {
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", "[exec]\nwarden_timeout_ms = 2000\n")
+        .start();
+    assert_eq!(exec(&suite, "s3", "true").unwrap().code, 0);
+    let marker = workspace(&suite, "s3").join("ran");
+    let pid = suite.pid_of("stakpak-warden").expect("warden pid");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let stopped = Stopped(pid);
+    let start = Instant::now();
+    let reply = exec(&suite, "s3", &format!("touch {}", marker.display())).unwrap();
+    let took = start.elapsed();
+    drop(stopped);
+
+    assert_eq!(reply.status, "denied", "{reply:?}");
+    assert_eq!(reply.rule, "sandboxd.warden-unavailable", "{reply:?}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(!marker.exists(), "a command ran without a verdict");
+
+    // Once the warden answers again, commands run again.
+    let reply = exec(&suite, "s3", "echo back").unwrap();
+    assert_eq!(reply.stdout, "back\n", "{reply:?}");
+}
+
+#[test]
+fn a_secret_reaches_the_command_but_not_its_output_or_the_logs() {
+    let suite = EmbeddedSuite::builder().start();
+    let canary = format!("cnry{}", random_alnum(28));
+    let mut child = suite
+        .stakpak_command(&["secret", "set", "CANARY"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(canary.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let reply = exec(
+        &suite,
+        "s4",
+        r#"printf %s "{{secret:CANARY}}" > out.txt; cat out.txt"#,
+    )
+    .unwrap();
+    assert_eq!(reply.status, "exited", "{reply:?}");
+    assert_eq!(reply.code, 0, "{reply:?}");
+    let written = std::fs::read_to_string(workspace(&suite, "s4").join("out.txt")).unwrap();
+    assert_eq!(written, canary);
+    assert!(!reply.stdout.contains(&canary), "{reply:?}");
+    assert!(reply.stdout.contains("{{secret:CANARY}}"), "{reply:?}");
+
+    // The CLI prints the same redacted output.
+    let out = suite.stakpak(&["sandbox", "exec", "--session", "s4", "--", "cat", "out.txt"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(!out.stdout.contains(&canary), "{out:?}");
+    assert!(out.stdout.contains("{{secret:CANARY}}"), "{out:?}");
+
+    for file in files_below(&suite.state_dir.join("logs")) {
+        let text = std::fs::read(&file).unwrap();
+        assert!(
+            !text.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "{} holds the canary",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn children_get_a_private_tmpdir_and_a_read_only_tmp() {
+    // The kernel refuses mount(2) inside sandboxd's Landlock domain (crates/sandbox's
+    // `under_landlock` test shows it), so children get `TMPDIR` instead of a /tmp mount.
+    let suite = EmbeddedSuite::builder().start();
+    let reply = exec(
+        &suite,
+        "s5",
+        r#"touch "$TMPDIR/x" && echo tmpdir-ok; (echo x > /tmp/stakpak-sandboxd-probe-$$) 2>/dev/null || echo tmp-ro"#,
+    )
+    .unwrap();
+    assert_eq!(reply.stdout, "tmpdir-ok\ntmp-ro\n", "{reply:?}");
+    assert!(suite.state_dir.join("state/sandboxd/tmp/s5/x").exists());
+}
