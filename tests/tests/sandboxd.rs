@@ -139,7 +139,7 @@ fn warden_deny_is_refused_even_straight_over_dbus() {
     assert!(!marker.exists(), "a denied command ran");
 }
 
-/// SIGCONT on drop, so a failing test does not leave the warden stopped.
+/// SIGCONT on drop, so a failing test does not leave a daemon stopped.
 struct Stopped(rustix::process::Pid);
 
 impl Drop for Stopped {
@@ -172,6 +172,34 @@ fn nothing_runs_when_the_warden_cannot_answer() {
 
     // Once the warden answers again, commands run again.
     let reply = exec(&suite, "s3", "echo back").unwrap();
+    assert_eq!(reply.stdout, "back\n", "{reply:?}");
+}
+
+#[test]
+fn nothing_runs_when_secretd_cannot_answer() {
+    // Placeholders are resolved by secretd only; without it the command must not run with
+    // its placeholders unresolved, nor with anything else.
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", "[exec]\nsecretd_timeout_ms = 2000\n")
+        .start();
+    assert_eq!(exec(&suite, "s5", "true").unwrap().code, 0);
+    let marker = workspace(&suite, "s5").join("ran");
+    let pid = suite.pid_of("stakpak-secretd").expect("secretd pid");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let stopped = Stopped(pid);
+    let start = Instant::now();
+    let reply = exec(&suite, "s5", &format!("touch {}", marker.display())).unwrap();
+    let took = start.elapsed();
+    drop(stopped);
+
+    assert_eq!(reply.status, "denied", "{reply:?}");
+    assert_eq!(reply.rule, "sandboxd.secretd-unavailable", "{reply:?}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(!marker.exists(), "a command ran without secretd");
+
+    let reply = exec(&suite, "s5", "echo back").unwrap();
     assert_eq!(reply.stdout, "back\n", "{reply:?}");
 }
 
