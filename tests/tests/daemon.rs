@@ -11,45 +11,10 @@ use std::{
 };
 
 use stakpak_proto::{Daemon, WardenProxy, zbus};
-use stakpak_testkit::{PrivateBus, bin, wait_until};
+use stakpak_testkit::{DaemonDirs, PrivateBus, daemon_command, wait_until};
 
-struct Dirs {
-    _tmp: tempfile::TempDir,
-    root: std::path::PathBuf,
-}
-
-impl Dirs {
-    fn new() -> Dirs {
-        let tmp = tempfile::Builder::new()
-            .prefix("stakpak-daemon-")
-            .tempdir()
-            .unwrap();
-        let root = tmp.path().to_path_buf();
-        for d in ["config", "state", "run", "elsewhere"] {
-            std::fs::create_dir(root.join(d)).unwrap();
-        }
-        Dirs { _tmp: tmp, root }
-    }
-
-    fn path(&self, rel: &str) -> std::path::PathBuf {
-        self.root.join(rel)
-    }
-}
-
-fn daemon_command(daemon: Daemon, bus: &PrivateBus, dirs: &Dirs) -> Command {
-    let mut cmd = Command::new(bin(daemon.binary()));
-    cmd.arg("--bus-address")
-        .arg(&bus.address)
-        .arg("--config-dir")
-        .arg(dirs.path("config"))
-        .arg("--state-dir")
-        .arg(dirs.path("state"))
-        .arg("--runtime-dir")
-        .arg(dirs.path("run"))
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("STAKPAK_LOG");
-    cmd
+fn new_dirs() -> DaemonDirs {
+    DaemonDirs::new("stakpak-daemon-")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -63,10 +28,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn start(
     daemon: Daemon,
     bus: &PrivateBus,
-    dirs: &Dirs,
+    dirs: &DaemonDirs,
     rt: &tokio::runtime::Runtime,
 ) -> (Child, zbus::Connection) {
-    let child = daemon_command(daemon, bus, dirs)
+    let child = daemon_command(daemon, &bus.address, dirs)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -114,12 +79,14 @@ fn bad_config_file_exits_non_zero_naming_file_and_problem() {
     ];
     for daemon in Daemon::ALL {
         for (text, problem) in cases {
-            let dirs = Dirs::new();
+            let dirs = new_dirs();
             let file = dirs
                 .path("config")
                 .join(format!("{}.toml", daemon.short_name()));
             std::fs::write(&file, text).unwrap();
-            let out = daemon_command(daemon, &bus, &dirs).output().unwrap();
+            let out = daemon_command(daemon, &bus.address, &dirs)
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(78), "{daemon} {text:?}: {stderr}");
             let prefix = format!(
@@ -137,10 +104,10 @@ fn bad_config_file_exits_non_zero_naming_file_and_problem() {
 fn second_daemon_of_a_kind_refuses_to_queue_for_the_name() {
     let bus = PrivateBus::start();
     let rt = runtime();
-    let dirs = Dirs::new();
+    let dirs = new_dirs();
     let (first, _conn) = start(Daemon::Secrets, &bus, &dirs, &rt);
-    let other = Dirs::new();
-    let out = daemon_command(Daemon::Secrets, &bus, &other)
+    let other = new_dirs();
+    let out = daemon_command(Daemon::Secrets, &bus.address, &other)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -156,7 +123,7 @@ fn second_daemon_of_a_kind_refuses_to_queue_for_the_name() {
 fn reload_applies_a_good_file_and_rejects_a_bad_one_with_a_typed_error() {
     let bus = PrivateBus::start();
     let rt = runtime();
-    let dirs = Dirs::new();
+    let dirs = new_dirs();
     let file = dirs.path("config").join("warden.toml");
     std::fs::write(&file, "[log]\nlevel = \"info\"\n").unwrap();
     let (child, conn) = start(Daemon::Warden, &bus, &dirs, &rt);
@@ -218,7 +185,7 @@ fn landlock_keeps_every_running_daemon_inside_its_own_folders() {
     let bus = PrivateBus::start();
     let rt = runtime();
     for daemon in Daemon::ALL {
-        let dirs = Dirs::new();
+        let dirs = new_dirs();
         let (child, _conn) = start(daemon, &bus, &dirs, &rt);
         let pid = child.id();
         let outside = [

@@ -6,14 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::{Read, Write},
-    path::{Path, PathBuf},
+    io::Write,
+    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, zbus};
-use stakpak_testkit::EmbeddedSuite;
+use stakpak_testkit::{EmbeddedSuite, files_below, random_string};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -51,33 +51,10 @@ fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
 }
 
 fn random_alnum(n: usize) -> String {
-    const ALNUM: &[u8] = b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789";
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes
-        .iter()
-        .map(|b| char::from(ALNUM[usize::from(*b) % ALNUM.len()]))
-        .collect()
-}
-
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    out
+    random_string(
+        b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789",
+        n,
+    )
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -22,24 +22,18 @@ use base64::Engine as _;
 use stakpak_proto::{
     Daemon, Detection, Error, RedactReply, ResolveReply, SecretInfo, SecretsProxy, zbus,
 };
-use stakpak_testkit::{BusOptions, EmbeddedSuite, Output, PrivateBus, bin, wait_until};
+use stakpak_testkit::{
+    BusOptions, DaemonDirs, EmbeddedSuite, Output, PrivateBus, bin, daemon_command, files_below,
+    random_string, wait_until,
+};
 
 // --- helpers ----------------------------------------------------------------------------
 
 const ALNUM: &[u8] = b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789";
 const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWYZ234567";
 
-/// `n` characters of `alphabet` from the kernel's random source.
 fn random(alphabet: &[u8], n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes
-        .iter()
-        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-        .collect()
+    random_string(alphabet, n)
 }
 
 /// The canary and every encoding of it that must never appear: base64 (standard and
@@ -121,72 +115,29 @@ fn detection(rule: &str, placeholder: &str) -> Detection {
     }
 }
 
-/// Every file below `dir`, recursively.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-/// Folders for one daemon started on its own.
-struct Dirs {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
+/// Folders for secretd started on its own.
+struct Dirs(DaemonDirs);
 
 impl Dirs {
     fn new() -> Dirs {
-        let tmp = tempfile::Builder::new()
-            .prefix("stakpak-secretd-")
-            .tempdir()
-            .unwrap();
-        let root = tmp.path().to_path_buf();
-        for d in ["config", "state", "run"] {
-            std::fs::create_dir(root.join(d)).unwrap();
-        }
-        Dirs { _tmp: tmp, root }
+        Dirs(DaemonDirs::new("stakpak-secretd-"))
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        self.0.path(rel)
     }
 
     fn config(&self, text: &str) {
-        std::fs::write(self.path("config/secretd.toml"), text).unwrap();
+        self.0.write_config(Daemon::Secrets, text);
     }
 }
 
 fn secretd(bus: &PrivateBus, dirs: &Dirs) -> Command {
-    let mut cmd = Command::new(bin(Daemon::Secrets.binary()));
-    cmd.arg("--bus-address")
-        .arg(&bus.address)
-        .arg("--config-dir")
-        .arg(dirs.path("config"))
-        .arg("--state-dir")
-        .arg(dirs.path("state"))
-        .arg("--runtime-dir")
-        .arg(dirs.path("run"))
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("STAKPAK_LOG")
-        .env_remove("CREDENTIALS_DIRECTORY");
-    cmd
+    daemon_command(Daemon::Secrets, &bus.address, &dirs.0)
 }
 
 /// Starts secretd with stderr to `<root>/secretd.log` and waits for its bus name.

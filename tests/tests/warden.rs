@@ -4,10 +4,12 @@
 // Test files: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use stakpak_proto::{CheckRequest, Daemon, WardenProxy, zbus};
-use stakpak_testkit::{EmbeddedSuite, Output, PrivateBus, bin, wait_until};
+use stakpak_testkit::{
+    DaemonDirs, EmbeddedSuite, Output, PrivateBus, bin, daemon_command, wait_until,
+};
 
 /// `stakpak policy check` on a machine with no suite: a fresh state folder, no config.
 fn check_offline(command: &str) -> Output {
@@ -100,26 +102,11 @@ examples.match = ["deploy prod", "sudo deploy prod"]
 examples.not_match = ["echo deploy"]
 "#;
 
-fn warden_with(config_dir: &Path, bus: &PrivateBus, state: &Path) -> Command {
-    let mut cmd = Command::new(bin("stakpak-warden"));
-    cmd.arg("--bus-address")
-        .arg(&bus.address)
-        .arg("--config-dir")
-        .arg(config_dir)
-        .arg("--state-dir")
-        .arg(state.join("state"))
-        .arg("--runtime-dir")
-        .arg(state.join("run"))
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM");
-    cmd
-}
-
 #[test]
 fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
     let bus = PrivateBus::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
+    let dirs = DaemonDirs::new("stakpak-warden-");
+    let config = dirs.path("config");
     let packs = config.join("policies.d");
     std::fs::create_dir_all(&packs).unwrap();
     let broken = SITE_PACK.replace(
@@ -130,7 +117,7 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
 
     // A broken pack: the daemon refuses to start, naming the file, the rule and the example.
     std::fs::write(&pack_file, &broken).unwrap();
-    let out: Output = warden_with(&config, &bus, tmp.path())
+    let out: Output = daemon_command(Daemon::Warden, &bus.address, &dirs)
         .output()
         .unwrap()
         .into();
@@ -145,7 +132,7 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
 
     // A good pack: it starts and the site rule is in force.
     std::fs::write(&pack_file, SITE_PACK).unwrap();
-    let mut child = warden_with(&config, &bus, tmp.path())
+    let mut child = daemon_command(Daemon::Warden, &bus.address, &dirs)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
