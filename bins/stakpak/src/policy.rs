@@ -232,23 +232,6 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One case of a corpus file.
-#[derive(Debug, Deserialize)]
-struct Case {
-    #[serde(default)]
-    command: Option<String>,
-    #[serde(alias = "expected_decision")]
-    expected: String,
-    #[serde(default)]
-    rule: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct CaseFile {
-    #[serde(default)]
-    case: Vec<Case>,
-}
-
 /// `stakpak policy test [DIR…] [--corpus FILE…]`: loading runs every rule's examples; corpus
 /// files (`[[case]]` with `command`, `expected` and optionally `rule`) are then run too.
 pub fn test(
@@ -273,10 +256,10 @@ pub fn test(
     for path in corpora {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let file: CaseFile =
-            toml::from_str(&text).with_context(|| format!("invalid corpus {}", path.display()))?;
+        let all = stakpak_policy::corpus::parse(&text)
+            .with_context(|| format!("invalid corpus {}", path.display()))?;
         let mut here = 0usize;
-        let cases: Vec<&Case> = file.case.iter().filter(|c| c.command.is_some()).collect();
+        let cases: Vec<_> = all.iter().filter(|c| c.command.is_some()).collect();
         for case in &cases {
             let command = case.command.as_deref().unwrap_or_default();
             let expected: Decision = case

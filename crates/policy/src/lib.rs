@@ -6,6 +6,7 @@
 //! per program) → rule matching in [`Policy::check`]; across all actions of a command the
 //! strictest decision wins (deny > ask > allow).
 
+pub mod corpus;
 pub mod extract;
 pub mod load;
 mod normalize;

@@ -8,8 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use stakpak_policy::{Action, Decision, Policy, Settings, load::load_dirs};
+use stakpak_policy::{
+    Action, Decision, Policy, Settings,
+    corpus::{self, Case},
+    load::load_dirs,
+};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,25 +21,6 @@ fn workspace() -> PathBuf {
 fn policy() -> Policy {
     load_dirs(&[workspace().join("policies")], Settings::default())
         .unwrap_or_else(|e| panic!("the shipped policy does not load: {e}"))
-}
-
-#[derive(Debug, Deserialize)]
-struct CaseFile {
-    #[serde(default)]
-    case: Vec<Case>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Case {
-    /// Absent for the cases of another input kind (hook JSON), which are skipped.
-    #[serde(default)]
-    command: Option<String>,
-    #[serde(alias = "expected_decision")]
-    expected: String,
-    #[serde(default)]
-    rule: Option<String>,
-    #[serde(default)]
-    rule_id: Option<String>,
 }
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {
@@ -61,9 +45,8 @@ fn cases(dir: &Path) -> Vec<(PathBuf, Case)> {
         .into_iter()
         .flat_map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            let file: CaseFile =
-                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            file.case
+            corpus::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
                 .into_iter()
                 .filter(|c| c.command.is_some())
                 .map(move |c| (p.clone(), c))
