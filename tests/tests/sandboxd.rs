@@ -6,9 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::Write,
     path::PathBuf,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -38,6 +36,7 @@ fn exec(suite: &EmbeddedSuite, session: &str, command: &str) -> Result<ExecReply
                 workdir: String::new(),
                 timeout_ms: 10_000,
                 network: "none".into(),
+                ..ExecRequest::default()
             })
             .await
     })
@@ -184,21 +183,7 @@ fn nothing_runs_when_secretd_cannot_answer() {
 fn a_secret_reaches_the_command_but_not_its_output_or_the_logs() {
     let suite = EmbeddedSuite::builder().start();
     let canary = format!("cnry{}", random_alnum(28));
-    let mut child = suite
-        .stakpak_command(&["secret", "set", "CANARY"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(canary.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    suite.set_secret("CANARY", &canary);
 
     let reply = exec(
         &suite,

@@ -9,12 +9,46 @@
 //! output_cap = 1048576         # bytes kept of each of stdout and stderr
 //! require_landlock = true      # refuse to run when the kernel cannot enforce Landlock fully
 //! bind_tmp = false             # bind the private tmp over /tmp (fails under sandboxd's Landlock)
+//! env_allow = ["TERM", "TZ", "KUBECONFIG", …]  # variables a request may set
+//! task_default_timeout_ms = 3600000  # background tasks whose request gives 0
+//! tasks_kept = 200             # finished tasks remembered
 //! [limits]
 //! pids = 256
 //! memory_bytes = 1073741824
 //! cpu_secs = 600
 //! nofile = 1024
+//! cgroup = ""                  # delegated cgroup for the runs' pids cgroups; empty: own, if usable
+//! [files]
+//! view_max_bytes = 262144      # bytes View returns at most (a request may ask for fewer)
+//! tree_max_entries = 1000      # entries of a directory tree
+//! grep_max_matches = 200       # matching lines of a grep
 //! ```
+//!
+//! # The pids cgroup (`[limits] cgroup`)
+//!
+//! `limits.pids` is also `RLIMIT_NPROC`, which does not bind root; a pids cgroup per command
+//! does. At start (in `confinement`, before the Landlock restriction and any second thread)
+//! sandboxd settles on a *base* cgroup: `limits.cgroup` when set (a cgroup v2 directory, or
+//! one in a v1 `pids` hierarchy), else its own cgroup from `/proc/self/cgroup` (v2 when the
+//! `pids` controller is available there, else the v1 `pids` hierarchy). Below the base:
+//!
+//! - `runs/`: the parent of one `stakpak-sandbox-<pid>-<n>` cgroup per command (made and
+//!   removed by `stakpak-sandbox`), whose `pids.max` is `limits.pids`. On v2 sandboxd enables
+//!   `pids` in the base's and in `runs/`'s `cgroup.subtree_control`.
+//! - `daemon/`: only on v2, and only when enabling `pids` in the base fails because sandboxd
+//!   itself is in it (the "no internal processes" rule: a cgroup that hands controllers to
+//!   its children may hold no process, the root excepted). sandboxd moves itself into this
+//!   leaf, then enables the controller; should that still fail, it moves back. Under systemd
+//!   that is `Delegate=yes` on sandboxd's unit with no `limits.cgroup` set.
+//!
+//! `runs/` joins sandboxd's Landlock write rules (and nothing else of the hierarchy). An
+//! unusable `limits.cgroup` is logged as an error and every command is refused (the run's
+//! cgroup cannot be made); without `limits.cgroup`, an unusable own cgroup is one warning and
+//! commands run without a pids cgroup. The choice is made once: a reload that changes
+//! `limits.cgroup` is refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use stakpak_daemon::{DaemonConfig, LogConfig, Paths};
@@ -29,6 +63,8 @@ pub struct SandboxdConfig {
     pub exec: ExecConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
 }
 
 /// `[exec]`.
@@ -45,7 +81,28 @@ pub struct ExecConfig {
     /// Landlock domain, so this only works when sandboxd itself is not Landlock-restricted;
     /// off, the child gets `TMPDIR` instead and `/tmp` is read-only.
     pub bind_tmp: bool,
+    /// Names of the variables a request may add to the child's environment (which otherwise
+    /// holds only `PATH`, `LANG`, `HOME` and `TMPDIR`).
+    pub env_allow: Vec<String>,
+    /// Timeout of a background task whose request gives 0.
+    pub task_default_timeout_ms: u64,
+    /// Finished tasks kept in the registry (oldest forgotten first; logs stay in the workspace).
+    pub tasks_kept: usize,
 }
+
+/// The default `exec.env_allow`.
+pub const DEFAULT_ENV_ALLOW: [&str; 10] = [
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "NO_COLOR",
+    "KUBECONFIG",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "DOCKER_HOST",
+];
 
 impl Default for ExecConfig {
     fn default() -> Self {
@@ -57,18 +114,24 @@ impl Default for ExecConfig {
             output_cap: 1024 * 1024,
             require_landlock: true,
             bind_tmp: false,
+            env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect(),
+            task_default_timeout_ms: 3_600_000,
+            tasks_kept: 200,
         }
     }
 }
 
 /// `[limits]`: per command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     pub pids: u64,
     pub memory_bytes: u64,
     pub cpu_secs: u64,
     pub nofile: u64,
+    /// A cgroup directory delegated to sandboxd, below which each command gets a pids
+    /// cgroup (see the module documentation); empty: sandboxd's own cgroup, if usable.
+    pub cgroup: PathBuf,
 }
 
 impl Default for LimitsConfig {
@@ -78,6 +141,208 @@ impl Default for LimitsConfig {
             memory_bytes: 1 << 30,
             cpu_secs: 600,
             nofile: 1024,
+            cgroup: PathBuf::new(),
+        }
+    }
+}
+
+/// `limits.cgroup` as read at start, and the `runs/` cgroup settled on then.
+static RUN_CGROUPS: OnceLock<(PathBuf, Option<PathBuf>)> = OnceLock::new();
+
+impl LimitsConfig {
+    /// Settles, once per process, the cgroup below which commands get their pids cgroups
+    /// (creating `runs/`, moving sandboxd into `daemon/` if needed) and returns it. Call it
+    /// at start, before the Landlock restriction, which must allow writing there.
+    pub fn settle_cgroup(&self) -> Option<&'static Path> {
+        RUN_CGROUPS
+            .get_or_init(|| (self.cgroup.clone(), settle(&self.cgroup)))
+            .1
+            .as_deref()
+    }
+
+    /// The parent cgroup for [`stakpak_sandbox::SandboxConfig::pids_cgroup`]: what
+    /// [`LimitsConfig::settle_cgroup`] settled on at start (`None` before that).
+    pub fn pids_cgroup(&self) -> Option<PathBuf> {
+        RUN_CGROUPS.get().and_then(|(_, runs)| runs.clone())
+    }
+
+    fn check_cgroup(&self) -> Result<(), String> {
+        if !self.cgroup.as_os_str().is_empty() && !self.cgroup.is_absolute() {
+            return Err(format!(
+                "limits.cgroup: {} is not an absolute path",
+                self.cgroup.display()
+            ));
+        }
+        match RUN_CGROUPS.get() {
+            Some((at_start, _)) if *at_start != self.cgroup => Err(format!(
+                "limits.cgroup cannot change while sandboxd runs (it is \"{}\"); restart it",
+                at_start.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Picks and prepares the `runs/` cgroup; logs why there is none.
+fn settle(configured: &Path) -> Option<PathBuf> {
+    let explicit = !configured.as_os_str().is_empty();
+    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own_v2 = own_cgroup_dir(&proc_cgroup, &mountinfo, Hierarchy::V2);
+    let base = if explicit {
+        Ok(configured.to_path_buf())
+    } else {
+        own_v2
+            .clone()
+            .filter(|dir| has_word(&dir.join("cgroup.controllers"), "pids"))
+            .or_else(|| own_cgroup_dir(&proc_cgroup, &mountinfo, Hierarchy::V1Pids))
+            .ok_or_else(|| "no cgroup of sandboxd offers the pids controller".to_owned())
+    };
+    match base.and_then(|base| prepare_runs(&base, own_v2.as_deref())) {
+        Ok(runs) => {
+            tracing::info!(cgroup = %runs.display(), "every command runs in a pids cgroup below this one");
+            Some(runs)
+        }
+        Err(why) if explicit => {
+            tracing::error!(
+                "limits.cgroup {} is unusable ({why}): commands will be refused",
+                configured.display()
+            );
+            // Fail closed: making the run's cgroup below this path fails at every command.
+            Some(configured.join("runs"))
+        }
+        Err(why) => {
+            tracing::warn!(
+                "commands run without a pids cgroup ({why}); limits.pids then binds only through RLIMIT_NPROC, which does not bind root"
+            );
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hierarchy {
+    V2,
+    V1Pids,
+}
+
+/// The directory of this process's cgroup in `hierarchy`, from the contents of
+/// `/proc/self/cgroup` and `/proc/self/mountinfo`.
+fn own_cgroup_dir(proc_cgroup: &str, mountinfo: &str, hierarchy: Hierarchy) -> Option<PathBuf> {
+    let path = proc_cgroup.lines().find_map(|line| {
+        let mut f = line.splitn(3, ':');
+        let (id, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let wanted = match hierarchy {
+            Hierarchy::V2 => id == "0" && controllers.is_empty(),
+            Hierarchy::V1Pids => controllers.split(',').any(|c| c == "pids"),
+        };
+        wanted.then_some(path)
+    })?;
+    mountinfo.lines().find_map(|line| {
+        let (mount, sb) = line.split_once(" - ")?;
+        let mount: Vec<&str> = mount.split(' ').collect();
+        let sb: Vec<&str> = sb.split(' ').collect();
+        let (root, point) = (*mount.get(3)?, *mount.get(4)?);
+        let fstype = *sb.first()?;
+        let options = sb.get(2).copied().unwrap_or_default();
+        let matches = match hierarchy {
+            Hierarchy::V2 => fstype == "cgroup2",
+            Hierarchy::V1Pids => fstype == "cgroup" && options.split(',').any(|o| o == "pids"),
+        };
+        if !matches {
+            return None;
+        }
+        let rel = Path::new(path).strip_prefix(root).ok()?;
+        Some(Path::new(point).join(rel))
+    })
+}
+
+fn has_word(file: &Path, word: &str) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|s| s.split_whitespace().any(|w| w == word))
+}
+
+/// Makes `base/runs` ready for per-command pids cgroups (see the module documentation);
+/// `own_v2` is sandboxd's own v2 cgroup, the only one it moves itself out of.
+fn prepare_runs(base: &Path, own_v2: Option<&Path>) -> Result<PathBuf, String> {
+    let err =
+        |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let runs = base.join("runs");
+    let mkdir = |dir: &Path| match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(err("cannot create", dir, e))
+        }
+        _ => Ok(()),
+    };
+    if !base.join("cgroup.controllers").exists() {
+        // cgroup v1: every cgroup of the pids hierarchy has the controller; no leaf rule.
+        if !base.join("cgroup.procs").exists() {
+            return Err(format!("{} is not a cgroup directory", base.display()));
+        }
+        mkdir(&runs)?;
+        if !runs.join("pids.max").exists() {
+            return Err(format!("{} is not in a pids hierarchy", base.display()));
+        }
+        return Ok(runs);
+    }
+    if !has_word(&base.join("cgroup.controllers"), "pids") {
+        return Err(format!(
+            "the pids controller is not available in {} (cgroup.controllers)",
+            base.display()
+        ));
+    }
+    let control = base.join("cgroup.subtree_control");
+    if !has_word(&control, "pids") {
+        match std::fs::write(&control, "+pids") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy && is_same(own_v2, base) => {
+                // We are an internal process of `base`: move into a leaf of our own.
+                let leaf = base.join("daemon");
+                mkdir(&leaf)?;
+                let pid = std::process::id().to_string();
+                let procs = leaf.join("cgroup.procs");
+                std::fs::write(&procs, &pid)
+                    .map_err(|e| err("cannot move sandboxd to", &procs, e))?;
+                if let Err(e) = std::fs::write(&control, "+pids") {
+                    let _ = std::fs::write(&base.join("cgroup.procs"), &pid);
+                    return Err(err("cannot enable pids in", &control, e));
+                }
+            }
+            Err(e) => return Err(err("cannot enable pids in", &control, e)),
+        }
+    }
+    mkdir(&runs)?;
+    let control = runs.join("cgroup.subtree_control");
+    if !has_word(&control, "pids") {
+        std::fs::write(&control, "+pids").map_err(|e| err("cannot enable pids in", &control, e))?;
+    }
+    Ok(runs)
+}
+
+fn is_same(a: Option<&Path>, b: &Path) -> bool {
+    match (a.and_then(|a| a.canonicalize().ok()), b.canonicalize().ok()) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `[files]`: the file tools (`View`, `Create`, `StrReplace`, `Remove`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Bytes of text `View` returns at most; a request may ask for fewer.
+    pub view_max_bytes: u64,
+    /// Entries a directory tree lists at most.
+    pub tree_max_entries: u64,
+    /// Matching lines a grep returns at most.
+    pub grep_max_matches: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            view_max_bytes: 256 * 1024,
+            tree_max_entries: 1000,
+            grep_max_matches: 200,
         }
     }
 }
@@ -94,14 +359,34 @@ impl DaemonConfig for SandboxdConfig {
             ("exec.max_timeout_ms", e.max_timeout_ms),
             ("exec.warden_timeout_ms", e.warden_timeout_ms),
             ("exec.secretd_timeout_ms", e.secretd_timeout_ms),
+            ("exec.task_default_timeout_ms", e.task_default_timeout_ms),
             ("limits.pids", self.limits.pids),
             ("limits.memory_bytes", self.limits.memory_bytes),
             ("limits.cpu_secs", self.limits.cpu_secs),
             ("limits.nofile", self.limits.nofile),
+            ("files.view_max_bytes", self.files.view_max_bytes),
+            ("files.tree_max_entries", self.files.tree_max_entries),
+            ("files.grep_max_matches", self.files.grep_max_matches),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));
             }
+        }
+        if let Some(bad) = e
+            .env_allow
+            .iter()
+            .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(format!("exec.env_allow: {bad:?} is not a variable name"));
+        }
+        if let Some(bad) = e
+            .env_allow
+            .iter()
+            .find(|n| n.starts_with("LD_") || ["PATH", "HOME", "TMPDIR"].contains(&n.as_str()))
+        {
+            return Err(format!(
+                "exec.env_allow: {bad:?} may not be set by a request (sandboxd sets it, or it loads code)"
+            ));
         }
         if e.default_timeout_ms > e.max_timeout_ms {
             return Err("exec.default_timeout_ms is above exec.max_timeout_ms".into());
@@ -109,6 +394,7 @@ impl DaemonConfig for SandboxdConfig {
         if e.output_cap == 0 {
             return Err("exec.output_cap must be greater than 0".into());
         }
+        self.limits.check_cgroup()?;
         Ok(())
     }
 }
@@ -133,5 +419,74 @@ mod tests {
         let mut bad: SandboxdConfig = toml::from_str("[limits]\npids = 0\n").unwrap();
         assert!(bad.prepare(&paths).unwrap_err().contains("limits.pids"));
         assert!(toml::from_str::<SandboxdConfig>("[exec]\nbogus = 1\n").is_err());
+        assert_eq!(c.files, FilesConfig::default());
+        let mut bad: SandboxdConfig = toml::from_str("[files]\ngrep_max_matches = 0\n").unwrap();
+        assert_eq!(
+            bad.prepare(&paths).unwrap_err(),
+            "files.grep_max_matches must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn limits_cgroup_must_be_absolute() {
+        let paths = Paths {
+            mode: stakpak_daemon::Mode::Embedded,
+            config_dir: "/c".into(),
+            config_file: "/c/sandboxd.toml".into(),
+            state_dir: "/s".into(),
+            runtime_dir: "/r".into(),
+        };
+        let c: SandboxdConfig = toml::from_str("").unwrap();
+        assert_eq!(c.limits.cgroup, PathBuf::new());
+        let mut bad: SandboxdConfig = toml::from_str("[limits]\ncgroup = \"sandboxd\"\n").unwrap();
+        assert_eq!(
+            bad.prepare(&paths).unwrap_err(),
+            "limits.cgroup: sandboxd is not an absolute path"
+        );
+        let mut good: SandboxdConfig =
+            toml::from_str("[limits]\ncgroup = \"/sys/fs/cgroup/stakpak\"\n").unwrap();
+        assert_eq!(good.prepare(&paths), Ok(()));
+    }
+
+    const MOUNTINFO: &str = "\
+24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+28 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
+40 24 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 24 0:34 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu,cpuacct
+";
+
+    #[test]
+    fn own_cgroup_is_found_in_each_hierarchy() {
+        let proc_cgroup = "\
+4:cpu,cpuacct:/elsewhere
+3:pids:/system.slice/stakpak-sandboxd.service
+0::/system.slice/stakpak-sandboxd.service
+";
+        assert_eq!(
+            own_cgroup_dir(proc_cgroup, MOUNTINFO, Hierarchy::V2),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/system.slice/stakpak-sandboxd.service"
+            ))
+        );
+        assert_eq!(
+            own_cgroup_dir(proc_cgroup, MOUNTINFO, Hierarchy::V1Pids),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/pids/system.slice/stakpak-sandboxd.service"
+            ))
+        );
+        // No v1 pids line, and a v2 path outside the mounted part of the hierarchy.
+        let mountinfo = "28 24 0:26 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            own_cgroup_dir("0::/system.slice/x\n", mountinfo, Hierarchy::V2),
+            None
+        );
+        assert_eq!(
+            own_cgroup_dir("0::/system.slice/x\n", mountinfo, Hierarchy::V1Pids),
+            None
+        );
+        assert_eq!(
+            own_cgroup_dir("0::/user.slice/a.scope\n", mountinfo, Hierarchy::V2),
+            Some(PathBuf::from("/sys/fs/cgroup/a.scope"))
+        );
     }
 }

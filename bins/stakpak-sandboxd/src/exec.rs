@@ -1,33 +1,38 @@
-//! One `Exec`: warden verdict, placeholder resolution, the local sandbox, redaction.
+//! One execution: warden verdict, placeholder resolution, the sandbox, redaction, audit.
 //!
 //! Every step that depends on another daemon fails closed: no verdict (warden down, slow or
 //! erroring) or no resolution (secretd down) means nothing runs, and output that secretd
 //! could not redact is withheld, never passed on as it is.
+//!
+//! [`Executor::prepare`] does everything up to the start (checks, verdict, resolution);
+//! [`Executor::run`] runs a prepared command on a thread of its own and streams its output
+//! through [`Output`]; [`Executor::exec`] is both for `Exec`/`ExecStream`, and the task
+//! registry (`tasks.rs`) uses the two halves for background tasks. Each execution, refused
+//! or run, ends with one audit entry (`sandboxd`/`exec`) holding the command as sent.
 
 use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, OwnedFd},
     path::{Component, Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use stakpak_proto::{
-    CheckRequest, Error, ExecReply, ExecRequest, SecretsProxy, WardenProxy, exec_status, zbus,
-};
-use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig};
-use tokio::sync::watch;
+use serde_json::{Value, json};
+use stakpak_audit::Recorder;
+use stakpak_proto::{Caller, CheckReply, Error, ExecReply, ExecRequest, SecretsProxy, exec_status};
+use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, Stream};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::config::SandboxdConfig;
-
-/// Rule id of a refusal because the warden gave no verdict.
-pub const RULE_WARDEN_UNAVAILABLE: &str = "sandboxd.warden-unavailable";
-/// Rule id of a refusal because secretd could not resolve the placeholders.
-pub const RULE_SECRETD_UNAVAILABLE: &str = "sandboxd.secretd-unavailable";
-/// Rule id of a refusal of an `ask` verdict (no approval flow yet).
-pub const RULE_ASK_UNSUPPORTED: &str = "sandboxd.ask-unsupported";
+use crate::{
+    config::SandboxdConfig,
+    output::{Finished, Keep, LogFile, Output},
+    peers::{self, RULE_SECRETD_UNAVAILABLE},
+};
 
 /// Variables passed through from sandboxd's own environment, with their fallbacks.
-const ENV_ALLOW: [(&str, &str); 2] = [
+const ENV_PASS: [(&str, &str); 2] = [
     (
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -35,11 +40,15 @@ const ENV_ALLOW: [(&str, &str); 2] = [
     ("LANG", "C.UTF-8"),
 ];
 
-/// What every exec needs: where sessions live and the current configuration.
+/// Folder of the workspace where sandboxd keeps output logs for `View`.
+pub(crate) const OUTPUT_DIR: &str = ".stakpak/output";
+
+/// What every execution needs: where sessions live, the configuration, the audit trail.
 #[derive(Debug, Clone)]
 pub(crate) struct Executor {
     state_dir: PathBuf,
     config: watch::Receiver<Arc<SandboxdConfig>>,
+    audit: Recorder,
 }
 
 /// A checked request.
@@ -51,9 +60,84 @@ struct Checked {
     network: Network,
 }
 
+/// A command the warden allowed, with its placeholders resolved, ready to start.
+pub(crate) struct Prepared {
+    pub exec_id: String,
+    pub session: String,
+    /// The command as the caller sent it (placeholders, never values).
+    pub command_as_sent: String,
+    pub verdict: CheckReply,
+    sandbox: SandboxConfig,
+    command: Command,
+    audit: AuditContext,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The resolved command holds secret values: never printed.
+        f.debug_struct("Prepared")
+            .field("exec_id", &self.exec_id)
+            .field("session", &self.session)
+            .field("command_as_sent", &self.command_as_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who asked, for the audit entry.
+#[derive(Debug, Clone)]
+struct AuditContext {
+    caller: String,
+    uid: Option<u32>,
+    task: bool,
+    started: Instant,
+}
+
+/// The result of [`Executor::prepare`].
+#[derive(Debug)]
+pub(crate) enum Prep {
+    Ready(Box<Prepared>),
+    /// Refused (warden, secretd); the reply says why and has been audited.
+    Refused(ExecReply),
+}
+
+/// A new execution id: `x-` and 12 hex digits.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Unique enough without randomness: time and a counter.
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&n.to_le_bytes()[..6]);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{hex}")
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 impl Executor {
-    pub(crate) fn new(state_dir: PathBuf, config: watch::Receiver<Arc<SandboxdConfig>>) -> Self {
-        Executor { state_dir, config }
+    pub(crate) fn new(
+        state_dir: PathBuf,
+        config: watch::Receiver<Arc<SandboxdConfig>>,
+        audit: Recorder,
+    ) -> Self {
+        Executor {
+            state_dir,
+            config,
+            audit,
+        }
+    }
+
+    pub(crate) fn config(&self) -> Arc<SandboxdConfig> {
+        Arc::clone(&self.config.borrow())
     }
 
     /// The workspace of `session` (already validated).
@@ -65,132 +149,112 @@ impl Executor {
         self.state_dir.join("tmp").join(session)
     }
 
+    /// `Exec` and `ExecStream`: prepare, run, audit.
     pub(crate) async fn exec(
         &self,
         request: ExecRequest,
-        caller: &str,
-        connection: &zbus::Connection,
+        caller: &Caller,
+        forward: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<ExecReply, Error> {
-        let config = Arc::clone(&self.config.borrow());
-        let checked = check_request(&request, &config)?;
-        let start = Instant::now();
-        let reply = self
-            .run_checked(&request, &checked, &config, connection)
-            .await;
-        let elapsed = start.elapsed();
-        match &reply {
-            Ok(r) => info!(
-                session = %checked.session,
-                caller = %caller,
-                command = %request.command,
-                decision = %r.decision,
-                rule = %r.rule,
-                status = %r.status,
-                code = r.code,
-                duration_ms = elapsed.as_millis() as u64,
-                "exec"
-            ),
-            Err(e) => warn!(
-                session = %checked.session,
-                caller = %caller,
-                command = %request.command,
-                error = %e,
-                duration_ms = elapsed.as_millis() as u64,
-                "exec failed"
-            ),
-        }
-        reply
+        let prepared = match self.prepare(&request, caller, false).await? {
+            Prep::Ready(p) => p,
+            Prep::Refused(reply) => return Ok(reply),
+        };
+        let config = self.config();
+        let workspace = self.workspace(&prepared.session);
+        let rel = format!("{OUTPUT_DIR}/{}.log", prepared.exec_id);
+        let output = Output::new(
+            &prepared.session,
+            &caller.connection,
+            Duration::from_millis(config.exec.secretd_timeout_ms),
+            Keep::Capped {
+                cap: config.exec.output_cap,
+                log: LogFile::new(&workspace, rel),
+            },
+            forward,
+        );
+        self.run(*prepared, None, output).await
     }
 
-    async fn run_checked(
+    /// Checks the request, asks the warden and has secretd resolve placeholders. A bad
+    /// request is an error; a refusal is audited and returned as [`Prep::Refused`].
+    pub(crate) async fn prepare(
         &self,
         request: &ExecRequest,
-        checked: &Checked,
-        config: &SandboxdConfig,
-        connection: &zbus::Connection,
-    ) -> Result<ExecReply, Error> {
+        caller: &Caller,
+        task: bool,
+    ) -> Result<Prep, Error> {
+        let config = self.config();
+        let checked = check_request(request, &config, task)?;
+        let audit = AuditContext {
+            caller: caller.name.clone(),
+            uid: stakpak_daemon::caller_uid(caller).await,
+            task,
+            started: Instant::now(),
+        };
+        let exec_id = new_id("x");
         let ms = Duration::from_millis;
+        let connection = &caller.connection;
+
         // (a) The warden's verdict; anything but a clear `allow` refuses.
-        let verdict = tokio::time::timeout(ms(config.exec.warden_timeout_ms), async {
-            let warden = WardenProxy::new(connection).await.map_err(Error::from)?;
-            warden
-                .check(CheckRequest {
-                    kind: "command".into(),
-                    subject: request.command.clone(),
-                    session: checked.session.clone(),
-                })
-                .await
-        })
-        .await;
-        let verdict = match verdict {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                return Ok(denied(
-                    "deny",
-                    RULE_WARDEN_UNAVAILABLE,
-                    format!("the warden gave no verdict ({e}); nothing runs without one"),
-                ));
-            }
-            Err(_) => {
-                return Ok(denied(
-                    "deny",
-                    RULE_WARDEN_UNAVAILABLE,
-                    format!(
-                        "the warden did not answer within {} ms; nothing runs without a verdict",
-                        config.exec.warden_timeout_ms
-                    ),
-                ));
+        let verdict = match peers::warden_allows(
+            connection,
+            "command",
+            &request.command,
+            &checked.session,
+            ms(config.exec.warden_timeout_ms),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(r) => {
+                let reply = denied(&exec_id, &r.decision, &r.rule, r.reason);
+                self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
+                return Ok(Prep::Refused(reply));
             }
         };
-        match verdict.decision.as_str() {
-            "allow" => {}
-            "ask" => {
-                let rule = if verdict.rule.is_empty() {
-                    RULE_ASK_UNSUPPORTED.to_string()
-                } else {
-                    verdict.rule.clone()
-                };
-                return Ok(denied(
-                    "ask",
-                    &rule,
-                    format!(
-                        "the warden asks for approval ({}), and sandboxd has no approval flow \
-                         yet, so the command is refused",
-                        verdict.reason
-                    ),
-                ));
-            }
-            "deny" => return Ok(denied("deny", &verdict.rule, verdict.reason)),
-            other => {
-                return Ok(denied(
-                    "deny",
-                    RULE_WARDEN_UNAVAILABLE,
-                    format!("the warden answered an unknown decision {other:?}"),
-                ));
-            }
-        }
 
-        // (b) Placeholders to values, through the environment.
+        // (b) Placeholders to values: the command's through the environment, the extra
+        // variables' in place.
         let resolved = tokio::time::timeout(ms(config.exec.secretd_timeout_ms), async {
             let secrets = SecretsProxy::new(connection).await.map_err(Error::from)?;
-            secrets
+            let command = secrets
                 .resolve(checked.session.clone(), request.command.clone(), true)
-                .await
+                .await?;
+            let mut extra = BTreeMap::new();
+            for (name, value) in &request.env {
+                let value = if value.contains("{{") || value.contains("[REDACTED") {
+                    secrets
+                        .resolve(checked.session.clone(), value.clone(), false)
+                        .await?
+                        .text
+                } else {
+                    value.clone()
+                };
+                extra.insert(name.clone(), value);
+            }
+            Ok::<_, Error>((command, extra))
         })
         .await;
-        let resolved = match resolved {
+        let (resolved, extra_env) = match resolved {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                return Ok(denied(
-                    "allow",
-                    RULE_SECRETD_UNAVAILABLE,
+                return Ok(self.refuse_unresolved(
+                    &exec_id,
+                    &checked,
+                    request,
+                    &audit,
+                    &verdict,
                     format!("secretd could not resolve the command's placeholders: {e}"),
                 ));
             }
             Err(_) => {
-                return Ok(denied(
-                    "allow",
-                    RULE_SECRETD_UNAVAILABLE,
+                return Ok(self.refuse_unresolved(
+                    &exec_id,
+                    &checked,
+                    request,
+                    &audit,
+                    &verdict,
                     format!(
                         "secretd did not answer within {} ms",
                         config.exec.secretd_timeout_ms
@@ -199,7 +263,6 @@ impl Executor {
             }
         };
 
-        // (c) The sandbox, on a thread of its own so the bus stays responsive.
         let workspace = self.workspace(&checked.session);
         let tmp = self.private_tmp(&checked.session);
         for dir in [&workspace, &tmp] {
@@ -208,13 +271,14 @@ impl Executor {
         if let Some(rel) = &checked.workdir {
             create_dir(&workspace.join(rel))?;
         }
-        let mut env = resolved.env;
-        for (name, fallback) in ENV_ALLOW {
+        let mut env = extra_env;
+        env.extend(resolved.env);
+        for (name, fallback) in ENV_PASS {
             let value = std::env::var(name).unwrap_or_else(|_| fallback.to_string());
             env.entry(name.to_string()).or_insert(value);
         }
         env.insert("HOME".into(), workspace.display().to_string());
-        let sandbox_config = SandboxConfig {
+        let sandbox = SandboxConfig {
             workspace,
             tmp,
             // Off by default: mounting is refused inside sandboxd's own Landlock domain.
@@ -228,7 +292,7 @@ impl Executor {
             },
             run_as: None,
             require_landlock: config.exec.require_landlock,
-            pids_cgroup: None,
+            pids_cgroup: config.limits.pids_cgroup(),
             output_cap: config.exec.output_cap,
         };
         let command = Command {
@@ -237,84 +301,181 @@ impl Executor {
             cwd: checked.workdir.clone(),
             timeout: checked.timeout,
         };
-        let outcome = run_on_thread(sandbox_config, command).await?;
+        Ok(Prep::Ready(Box::new(Prepared {
+            exec_id,
+            session: checked.session,
+            command_as_sent: request.command.clone(),
+            verdict,
+            sandbox,
+            command,
+            audit,
+        })))
+    }
 
-        // (d) Redaction; output that cannot be redacted is withheld.
-        let stdout = String::from_utf8_lossy(&outcome.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&outcome.stderr).into_owned();
-        let redacted = tokio::time::timeout(ms(config.exec.secretd_timeout_ms), async {
-            let secrets = SecretsProxy::new(connection).await.map_err(Error::from)?;
-            let out = secrets.redact(checked.session.clone(), stdout).await?;
-            let err = secrets.redact(checked.session.clone(), stderr).await?;
-            Ok::<_, Error>((out.redacted, err.redacted))
-        })
-        .await;
+    fn refuse_unresolved(
+        &self,
+        exec_id: &str,
+        checked: &Checked,
+        request: &ExecRequest,
+        audit: &AuditContext,
+        verdict: &CheckReply,
+        reason: String,
+    ) -> Prep {
+        let mut reply = denied(exec_id, &verdict.decision, RULE_SECRETD_UNAVAILABLE, reason);
+        reply.decision = verdict.decision.clone();
+        self.record(exec_id, &checked.session, &request.command, audit, &reply);
+        Prep::Refused(reply)
+    }
+
+    /// Runs a prepared command, streaming its output through `output`, until it ends, times
+    /// out or `cancel` (an eventfd) becomes readable. Audits the result.
+    pub(crate) async fn run(
+        &self,
+        prepared: Prepared,
+        cancel: Option<Arc<OwnedFd>>,
+        mut output: Output,
+    ) -> Result<ExecReply, Error> {
+        let Prepared {
+            exec_id,
+            session,
+            command_as_sent,
+            verdict,
+            sandbox,
+            command,
+            audit,
+        } = prepared;
+        let (chunks_tx, mut chunks) = mpsc::channel::<(Stream, Vec<u8>)>(64);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("sandbox-run".into())
+            .spawn(move || {
+                let mut sink = |stream: Stream, bytes: &[u8]| {
+                    // The receiver only goes away when the daemon stops.
+                    let _ = chunks_tx.blocking_send((stream, bytes.to_vec()));
+                };
+                let result = Sandbox::new(sandbox).and_then(|s| {
+                    s.run_streaming(&command, cancel.as_deref().map(|fd| fd.as_fd()), &mut sink)
+                });
+                let _ = done_tx.send(result);
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the sandbox thread: {e}")))?;
+        while let Some((stream, bytes)) = chunks.recv().await {
+            output.chunk(stream, bytes).await;
+        }
+        let outcome = match done.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                let reply = ExecReply {
+                    status: exec_status::FAILED.into(),
+                    reason: format!("the sandbox could not run the command: {e}"),
+                    decision: verdict.decision,
+                    rule: verdict.rule,
+                    exec_id: exec_id.clone(),
+                    ..ExecReply::default()
+                };
+                self.record(&exec_id, &session, &command_as_sent, &audit, &reply);
+                return Err(Error::Internal(reply.reason));
+            }
+            Err(_) => return Err(Error::Internal("the sandbox thread died".into())),
+        };
         let (status, code) = match outcome.status {
             ExitKind::Exited(c) => (exec_status::EXITED, c),
             ExitKind::Signaled(s) => (exec_status::SIGNALED, s),
             ExitKind::TimedOut => (exec_status::TIMED_OUT, 0),
+            ExitKind::Cancelled => (exec_status::CANCELLED, 0),
         };
         let mut reply = ExecReply {
             status: status.into(),
             code,
-            stdout: String::new(),
-            stderr: String::new(),
-            truncated: outcome.truncated,
             decision: verdict.decision,
             rule: verdict.rule,
             reason: verdict.reason,
+            exec_id: exec_id.clone(),
+            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+            ..ExecReply::default()
         };
-        match redacted {
-            Ok(Ok((out, err))) => {
-                reply.stdout = out;
-                reply.stderr = err;
+        match output.finish().await {
+            Ok(Finished {
+                stdout,
+                stderr,
+                truncated,
+                log,
+                ..
+            }) => {
+                reply.stdout = stdout;
+                reply.stderr = stderr;
+                reply.truncated = truncated;
+                reply.artifact = log.unwrap_or_default();
             }
-            Ok(Err(e)) => reply.reason = withheld(&e.to_string()),
-            Err(_) => reply.reason = withheld("secretd did not answer in time"),
+            Err(e) => {
+                reply.reason = format!("output withheld: {e}; the command did run");
+            }
         }
+        self.record(&exec_id, &session, &command_as_sent, &audit, &reply);
         Ok(reply)
+    }
+
+    /// One audit entry and one journal line per execution.
+    fn record(
+        &self,
+        exec_id: &str,
+        session: &str,
+        command_as_sent: &str,
+        audit: &AuditContext,
+        reply: &ExecReply,
+    ) {
+        let duration_ms = u64::try_from(audit.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        info!(
+            exec_id = %exec_id,
+            session = %session,
+            caller = %audit.caller,
+            uid = audit.uid.map(i64::from).unwrap_or(-1),
+            command = %command_as_sent,
+            decision = %reply.decision,
+            rule = %reply.rule,
+            status = %reply.status,
+            code = reply.code,
+            duration_ms,
+            task = audit.task,
+            "exec"
+        );
+        if reply.status == exec_status::FAILED || reply.reason.starts_with("output withheld") {
+            warn!(exec_id = %exec_id, reason = %reply.reason, "exec did not complete normally");
+        }
+        let fields: BTreeMap<String, Value> = [
+            ("exec_id", json!(exec_id)),
+            ("session", json!(session)),
+            ("caller", json!(audit.caller)),
+            ("uid", json!(audit.uid)),
+            ("command", json!(command_as_sent)),
+            ("decision", json!(reply.decision)),
+            ("rule", json!(reply.rule)),
+            ("status", json!(reply.status)),
+            ("code", json!(reply.code)),
+            ("duration_ms", json!(duration_ms)),
+            ("task", json!(audit.task)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        self.audit.record("exec", fields);
     }
 }
 
-fn withheld(why: &str) -> String {
-    format!("output withheld: secretd could not redact it ({why}); the command did run")
-}
-
-fn denied(decision: &str, rule: &str, reason: String) -> ExecReply {
+fn denied(exec_id: &str, decision: &str, rule: &str, reason: String) -> ExecReply {
     ExecReply {
         status: exec_status::DENIED.into(),
-        code: 0,
-        stdout: String::new(),
-        stderr: String::new(),
-        truncated: false,
         decision: decision.into(),
         rule: rule.into(),
         reason,
+        exec_id: exec_id.into(),
+        ..ExecReply::default()
     }
 }
 
 fn create_dir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))
-}
-
-async fn run_on_thread(
-    config: SandboxConfig,
-    command: Command,
-) -> Result<stakpak_sandbox::Outcome, Error> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("sandbox-run".into())
-        .spawn(move || {
-            let result = Sandbox::new(config).and_then(|s| s.run(&command));
-            let _ = tx.send(result);
-        })
-        .map_err(|e| Error::Internal(format!("cannot start the sandbox thread: {e}")))?;
-    match rx.await {
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(e)) => Err(Error::Internal(format!("sandbox: {e}"))),
-        Err(_) => Err(Error::Internal("the sandbox thread died".into())),
-    }
 }
 
 /// `[A-Za-z0-9_-]{1,64}`.
@@ -325,7 +486,11 @@ pub(crate) fn valid_session(session: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn check_request(request: &ExecRequest, config: &SandboxdConfig) -> Result<Checked, Error> {
+fn check_request(
+    request: &ExecRequest,
+    config: &SandboxdConfig,
+    task: bool,
+) -> Result<Checked, Error> {
     if !valid_session(&request.session) {
         return Err(Error::InvalidArgument(
             "session must be 1 to 64 of A-Z a-z 0-9 _ -".into(),
@@ -358,8 +523,30 @@ fn check_request(request: &ExecRequest, config: &SandboxdConfig) -> Result<Check
             )));
         }
     };
+    match request.backend.as_str() {
+        "" | "local" => {}
+        "docker" => {
+            return Err(Error::InvalidArgument(
+                "backend \"docker\" is not configured in sandboxd.toml ([docker])".into(),
+            ));
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "backend {other:?} is not one of local, docker"
+            )));
+        }
+    }
     let e = &config.exec;
+    for name in request.env.keys() {
+        if !e.env_allow.iter().any(|allowed| allowed == name) {
+            return Err(Error::InvalidArgument(format!(
+                "environment variable {name:?} is not in exec.env_allow ({})",
+                e.env_allow.join(", ")
+            )));
+        }
+    }
     let timeout_ms = match request.timeout_ms {
+        0 if task => e.task_default_timeout_ms,
         0 => e.default_timeout_ms,
         t if t > e.max_timeout_ms => {
             return Err(Error::InvalidArgument(format!(
@@ -380,6 +567,8 @@ fn check_request(request: &ExecRequest, config: &SandboxdConfig) -> Result<Check
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+
     use super::*;
 
     fn req(session: &str, workdir: &str, network: &str, timeout_ms: u64) -> ExecRequest {
@@ -389,6 +578,7 @@ mod tests {
             workdir: workdir.into(),
             timeout_ms,
             network: network.into(),
+            ..ExecRequest::default()
         }
     }
 
@@ -404,12 +594,14 @@ mod tests {
     #[test]
     fn requests() {
         let c = SandboxdConfig::default();
-        let ok = check_request(&req("s", "sub/dir", "", 0), &c).unwrap();
+        let ok = check_request(&req("s", "sub/dir", "", 0), &c, false).unwrap();
         assert_eq!(ok.network, Network::None);
         assert_eq!(ok.timeout, Duration::from_millis(120_000));
         assert_eq!(ok.workdir, Some(PathBuf::from("sub/dir")));
         assert_eq!(
-            check_request(&req("s", "", "host", 5), &c).unwrap().network,
+            check_request(&req("s", "", "host", 5), &c, false)
+                .unwrap()
+                .network,
             Network::Host
         );
         for bad in [
@@ -418,9 +610,17 @@ mod tests {
             req("s", "", "bridge", 0),
             req("s", "", "", u64::MAX),
             req("../s", "", "", 0),
+            ExecRequest {
+                backend: "vm".into(),
+                ..req("s", "", "", 0)
+            },
+            ExecRequest {
+                env: HashMap::from([("LD_PRELOAD".into(), "/x.so".into())]),
+                ..req("s", "", "", 0)
+            },
         ] {
             assert!(matches!(
-                check_request(&bad, &c),
+                check_request(&bad, &c, false),
                 Err(Error::InvalidArgument(_))
             ));
         }

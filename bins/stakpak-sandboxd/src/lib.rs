@@ -10,15 +10,21 @@
 //! Mounting is refused inside a Landlock domain, so the sandbox runs with `bind_tmp` off:
 //! children find their private tmp through `TMPDIR`, and `/tmp` is read-only to them.
 
+mod changes;
 mod config;
 mod dbus;
 mod exec;
+mod files;
+mod output;
+mod peers;
+mod tasks;
+mod view;
 
 use stakpak_daemon::{Confinement, Paths, ServeContext, ServeError, Service};
 use stakpak_proto::{Daemon, SandboxInterface};
 
-pub use config::{ExecConfig, LimitsConfig, SandboxdConfig};
-pub use exec::{RULE_ASK_UNSUPPORTED, RULE_SECRETD_UNAVAILABLE, RULE_WARDEN_UNAVAILABLE};
+pub use config::{ExecConfig, FilesConfig, LimitsConfig, SandboxdConfig};
+pub use peers::{RULE_ASK_UNSUPPORTED, RULE_SECRETD_UNAVAILABLE, RULE_WARDEN_UNAVAILABLE};
 
 /// The daemon as the shared runtime sees it.
 #[derive(Debug)]
@@ -32,7 +38,10 @@ impl Service for SandboxDaemon {
     /// writes its own `/proc/self/{setgroups,uid_map,gid_map}` after `unshare(CLONE_NEWUSER)`
     /// and inherits this domain. (Landlock cannot name "every process's own /proc entry";
     /// file permissions still limit which /proc files the daemon's user can write.)
-    fn confinement(paths: &Paths, _config: &SandboxdConfig) -> Confinement {
+    ///
+    /// And the cgroup below which each command gets its pids cgroup: settled here, once,
+    /// because this is the last moment before the restriction (see `config.rs`).
+    fn confinement(paths: &Paths, config: &SandboxdConfig) -> Confinement {
         let mut confinement =
             Confinement::for_daemon(&paths.config_dir, &paths.state_dir, &paths.runtime_dir);
         // A sandboxed child inherits this domain and, after unsharing its user namespace,
@@ -40,6 +49,10 @@ impl Service for SandboxDaemon {
         // own /proc entry", so all of /proc is writable here and only file permissions narrow
         // it. To tighten: have the parent write the child's maps (then this rule goes).
         confinement.write.push("/proc".into());
+        // Making and removing one cgroup per command below `runs/`, and writing its limits.
+        if let Some(runs) = config.limits.settle_cgroup() {
+            confinement.write.push(runs.to_path_buf());
+        }
         confinement
     }
 
@@ -47,10 +60,14 @@ impl Service for SandboxDaemon {
         ctx: ServeContext<SandboxdConfig>,
         builder: stakpak_proto::zbus::connection::Builder<'static>,
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
-        let executor = exec::Executor::new(ctx.paths.state_dir.clone(), ctx.config.clone());
+        let audit =
+            stakpak_audit::Recorder::start(&ctx.paths.state_dir.join("audit.db"), "sandboxd")?;
+        let executor = exec::Executor::new(ctx.paths.state_dir.clone(), ctx.config.clone(), audit);
+        let tasks = tasks::Tasks::new(executor.clone());
+        let files = files::Files::new(ctx.paths.state_dir.clone(), ctx.config.clone());
         Ok(builder.serve_at(
             Self::DAEMON.object_path(),
-            SandboxInterface(dbus::Handler::new(ctx.control, executor)),
+            SandboxInterface(dbus::Handler::new(ctx.control, executor, tasks, files)),
         ))
     }
 }

@@ -15,7 +15,7 @@ use stakpak_proto::{
 };
 use stakpak_secrets::placeholder::SecretString;
 use tokio::sync::OnceCell;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::state::{Command, CoreError, CoreHandle, Purpose, Redaction, Resolution, Who};
 
@@ -58,28 +58,8 @@ impl Handler {
     }
 }
 
-/// Asks the bus daemon which uid the peer `caller.name` runs as.
 async fn uid_of(caller: &Caller) -> Option<u32> {
-    if caller.name.is_empty() {
-        return None;
-    }
-    let reply = caller
-        .connection
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetConnectionUnixUser",
-            &(caller.name.as_str(),),
-        )
-        .await;
-    match reply.and_then(|r| r.body().deserialize::<u32>()) {
-        Ok(uid) => Some(uid),
-        Err(e) => {
-            debug!(caller = %caller.name, error = %e, "cannot learn the caller's uid");
-            None
-        }
-    }
+    stakpak_daemon::caller_uid(caller).await
 }
 
 async fn follow_departures(connection: zbus::Connection, core: CoreHandle) -> zbus::Result<()> {

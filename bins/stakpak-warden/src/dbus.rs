@@ -13,7 +13,9 @@ use stakpak_proto::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{WardenConfig, audit::Recorder};
+use stakpak_audit::Recorder;
+
+use crate::WardenConfig;
 
 /// The longest subject a caller may send; the policy itself judges commands longer than its
 /// parser reads as `ask`, this only keeps absurd messages out.

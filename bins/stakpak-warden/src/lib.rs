@@ -6,7 +6,6 @@
 //! every reload, so a broken pack stops a start, and a reload with a broken pack keeps the
 //! policy in force.
 
-mod audit;
 mod dbus;
 
 use std::sync::Arc;
@@ -79,8 +78,9 @@ impl Service for WardenDaemon {
         builder: stakpak_proto::zbus::connection::Builder<'static>,
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
         let audit = if ctx.config.borrow().audit.enabled {
-            Some(audit::Recorder::start(
+            Some(stakpak_audit::Recorder::start(
                 &ctx.paths.state_dir.join("audit.db"),
+                "warden",
             )?)
         } else {
             None

@@ -3,6 +3,7 @@
 //! `up`, `down` and `status` manage the embedded suite (or report on the installed one);
 //! every other command finds a running suite through [`locate`].
 
+pub mod changes;
 pub mod locate;
 pub mod policy;
 pub mod sandbox;
@@ -85,6 +86,23 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
+    /// List the file changes of sandboxd's file tools, newest first: id, session, kind,
+    /// path, when, reverted.
+    Changes {
+        /// Only this session's changes.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo one file change: restores the previous bytes and mode, brings back what was
+    /// removed, or moves away what was created. Exits 4 when the warden refuses.
+    Revert {
+        /// The change id, as `stakpak sandbox changes` shows it.
+        #[arg(value_name = "CHANGE_ID")]
+        change_id: String,
+    },
     /// Run a shell command: warden, secretd, the local sandbox, redaction. Exits with the
     /// command's status, 4 when refused, 124 on timeout.
     Exec {
@@ -94,6 +112,9 @@ pub enum SandboxCommand {
         /// `none` (own empty network namespace) or `host`.
         #[arg(long, default_value = "none", value_parser = ["none", "host"])]
         network: String,
+        /// `local` (Landlock and namespaces) or `docker`; default: sandboxd's configured one.
+        #[arg(long, value_parser = ["local", "docker"])]
+        backend: Option<String>,
         /// Seconds before the command and everything it started are killed.
         #[arg(long, value_name = "SECS")]
         timeout: Option<f64>,
@@ -103,6 +124,15 @@ pub enum SandboxCommand {
         /// The command (after `--`; several words are joined with spaces, as ssh does).
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// List background tasks: id, session, state, exit code, age, output size, command.
+    Tasks {
+        /// Only this session's tasks.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -288,9 +318,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } => secret::scan(file.as_deref(), privacy, json),
             }
         }
+        Command::Sandbox(SandboxCommand::Tasks { session, json }) => sandbox::tasks(
+            session.as_deref().unwrap_or(""),
+            json,
+            cli.bus_address.as_deref(),
+            &layout,
+        ),
+        Command::Sandbox(SandboxCommand::Changes { session, json }) => changes::list(
+            session.as_deref().unwrap_or(""),
+            json,
+            cli.bus_address.as_deref(),
+            &layout,
+        ),
+        Command::Sandbox(SandboxCommand::Revert { change_id }) => {
+            changes::revert(&change_id, cli.bus_address.as_deref(), &layout)
+        }
         Command::Sandbox(SandboxCommand::Exec {
             workdir,
             network,
+            backend,
             timeout,
             session,
             command,
@@ -300,6 +346,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 session: &session,
                 workdir: &workdir,
                 network: &network,
+                backend: backend.as_deref().unwrap_or(""),
                 timeout,
                 command: command.join(" "),
             };

@@ -1,9 +1,9 @@
 //! `stakpak sandbox`: run a command the way the agent does, through sandboxd.
 
-use std::{io::Write, process::ExitCode, time::Duration};
+use std::{io::Write, os::fd::AsFd, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
-use stakpak_proto::{ExecRequest, SandboxProxy, exec_status};
+use stakpak_proto::{ExecRequest, SandboxProxy, TaskInfo, exec_status, zbus};
 
 use crate::{
     locate,
@@ -20,12 +20,14 @@ pub struct ExecArgs<'a> {
     pub session: &'a str,
     pub workdir: &'a str,
     pub network: &'a str,
+    pub backend: &'a str,
     pub timeout: Option<Duration>,
     pub command: String,
 }
 
-/// `stakpak sandbox exec`: prints the redacted output and exits with the command's status,
-/// 4 when refused, 124 on timeout, 128+N when killed by signal N.
+/// `stakpak sandbox exec`: streams the redacted output (sandboxd writes it straight to our
+/// stdout and stderr, passed over the bus) and exits with the command's status, 4 when
+/// refused, 124 on timeout, 128+N when killed by signal N.
 pub fn exec(
     args: &ExecArgs<'_>,
     bus_address: Option<&str>,
@@ -48,22 +50,29 @@ pub fn exec(
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
         network: args.network.to_string(),
+        backend: args.backend.to_string(),
+        env: Default::default(),
     };
+    std::io::stdout().flush()?;
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate stdout")?;
+    let err = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot duplicate stderr")?;
     let reply = runtime
         .block_on(async {
             let conn = target.connect().await?;
             let sandbox = SandboxProxy::new(&conn).await?;
-            sandbox.exec(request).await.map_err(anyhow::Error::from)
+            sandbox
+                .exec_stream(request, zbus::OwnedFd::from(out), zbus::OwnedFd::from(err))
+                .await
+                .map_err(anyhow::Error::from)
         })
         .with_context(|| format!("sandboxd of the {} did not run it", target.describe()))?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(reply.stdout.as_bytes())?;
-    stdout.flush()?;
     let mut stderr = std::io::stderr().lock();
-    stderr.write_all(reply.stderr.as_bytes())?;
-    if reply.truncated {
-        writeln!(stderr, "stakpak: output truncated")?;
-    }
     let code = match reply.status.as_str() {
         exec_status::EXITED => u8::try_from(reply.code).unwrap_or(1),
         exec_status::SIGNALED => u8::try_from(128 + reply.code).unwrap_or(255),
@@ -96,4 +105,98 @@ pub fn exec(
         writeln!(stderr, "stakpak: {}", reply.reason)?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// `stakpak sandbox tasks`: background tasks of one session or all.
+pub fn tasks(
+    session: &str,
+    json: bool,
+    bus_address: Option<&str>,
+    layout: &Layout,
+) -> anyhow::Result<ExitCode> {
+    let target = locate::locate(bus_address, layout)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let tasks = runtime
+        .block_on(async {
+            let conn = target.connect().await?;
+            let sandbox = SandboxProxy::new(&conn).await?;
+            sandbox
+                .list_tasks(session.to_string())
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .with_context(|| format!("sandboxd of the {} did not answer", target.describe()))?;
+    if json {
+        let list: Vec<serde_json::Value> = tasks.iter().map(task_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print!("{}", render_tasks(&tasks, now_ms()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn task_json(t: &TaskInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "session": t.session,
+        "command": t.command,
+        "state": t.state,
+        "code": t.code,
+        "started_ms": t.started_ms,
+        "ended_ms": t.ended_ms,
+        "decision": t.decision,
+        "rule": t.rule,
+        "reason": t.reason,
+        "output_bytes": t.output_bytes,
+    })
+}
+
+/// `1h2m`, `3m4s`, `5s`.
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The table of `stakpak sandbox tasks`.
+pub fn render_tasks(tasks: &[TaskInfo], now_ms: i64) -> String {
+    if tasks.is_empty() {
+        return "no background tasks\n".into();
+    }
+    let mut out = format!(
+        "{:<16} {:<12} {:<10} {:>5} {:>7} {:>9}  {}\n",
+        "ID", "SESSION", "STATE", "CODE", "AGE", "OUTPUT", "COMMAND"
+    );
+    for t in tasks {
+        let command: String = t.command.chars().take(60).collect();
+        let code = if t.state == exec_status::RUNNING {
+            "-".to_string()
+        } else {
+            t.code.to_string()
+        };
+        out.push_str(&format!(
+            "{:<16} {:<12} {:<10} {:>5} {:>7} {:>9}  {}\n",
+            t.id,
+            t.session,
+            t.state,
+            code,
+            age(now_ms - t.started_ms),
+            t.output_bytes,
+            command
+        ));
+    }
+    out
 }

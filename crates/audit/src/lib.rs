@@ -54,8 +54,10 @@
 mod canonical;
 mod chain;
 mod log;
+mod recorder;
 
 pub use chain::GENESIS_HASH;
+pub use recorder::{Recorder, RecorderError};
 pub use log::{
     Appended, AuditError, AuditLog, Entry, Problem, Record, SCHEMA_VERSION, VerifyReport,
 };

@@ -61,3 +61,28 @@ pub(crate) async fn request_name(conn: &Connection, name: &'static str) -> Resul
         RequestNameReply::InQueue | RequestNameReply::Exists => Err(NameError::Taken(name)),
     }
 }
+
+/// Asks the bus daemon which uid the peer `caller.name` runs as (the kernel's answer, not the
+/// caller's); `None` on a peer-to-peer connection or when the bus cannot say.
+pub async fn caller_uid(caller: &stakpak_proto::Caller) -> Option<u32> {
+    if caller.name.is_empty() {
+        return None;
+    }
+    let reply = caller
+        .connection
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "GetConnectionUnixUser",
+            &(caller.name.as_str(),),
+        )
+        .await;
+    match reply.and_then(|r| r.body().deserialize::<u32>()) {
+        Ok(uid) => Some(uid),
+        Err(e) => {
+            tracing::debug!(caller = %caller.name, error = %e, "cannot learn the caller's uid");
+            None
+        }
+    }
+}

@@ -17,7 +17,7 @@ mod paths;
 mod run;
 
 pub use args::DaemonArgs;
-pub use bus::BusTarget;
+pub use bus::{BusTarget, caller_uid};
 pub use config::{ConfigError, DaemonConfig, LogConfig, load_config};
 pub use control::{ControlHandle, ServeContext};
 pub use landlock::{Confinement, LandlockError, LandlockOutcome, restrict_self};

@@ -8,9 +8,12 @@ use std::future::Future;
 
 use zbus::interface;
 
+use zbus::OwnedFd;
+
 use crate::{
-    Caller, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest, RedactReply,
-    ResolveReply, ResolveRequest, SecretInfo, SetRequest,
+    Caller, ChangeInfo, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest,
+    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest, TaskDetails, TaskInfo,
+    ViewReply, ViewRequest,
 };
 
 /// Methods every daemon answers.
@@ -88,15 +91,98 @@ pub trait SecretsHandler: DaemonControl {
         caller: Caller,
     ) -> impl Future<Output = Result<ResolveReply, Error>> + Send;
 }
-/// Handler behind `dev.stakpak.Sandbox1`.
+/// Handler behind `dev.stakpak.Sandbox1`. The [`Caller`]'s connection is the daemon's own,
+/// for its calls to warden and secretd.
 pub trait SandboxHandler: DaemonControl {
-    /// Runs one command for the bus peer `caller`, after the warden allowed it. The
-    /// caller's connection is the daemon's own, for its calls to warden and secretd.
+    /// Runs one command, after the warden allowed it, and returns its redacted output.
     fn exec(
         &self,
         request: ExecRequest,
         caller: Caller,
     ) -> impl Future<Output = Result<ExecReply, Error>> + Send;
+    /// Like `exec`, and also writes the redacted output to `stdout` and `stderr` as it comes.
+    fn exec_stream(
+        &self,
+        request: ExecRequest,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ExecReply, Error>> + Send;
+    /// Starts a background task; returns at once.
+    fn start_task(
+        &self,
+        request: ExecRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<TaskInfo, Error>> + Send;
+    /// Tasks of a session, or of every session when `session` is empty.
+    fn list_tasks(
+        &self,
+        session: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<TaskInfo>, Error>> + Send;
+    /// One task with the last `tail_bytes` (0: a default) of its redacted output.
+    fn task_details(
+        &self,
+        id: String,
+        tail_bytes: u64,
+        caller: Caller,
+    ) -> impl Future<Output = Result<TaskDetails, Error>> + Send;
+    /// Waits until every task in `ids` has ended or `timeout_ms` passed; returns their state.
+    fn wait_tasks(
+        &self,
+        ids: Vec<String>,
+        timeout_ms: u64,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<TaskInfo>, Error>> + Send;
+    /// Kills a task with every descendant.
+    fn cancel_task(
+        &self,
+        id: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<TaskInfo, Error>> + Send;
+    /// Reads a file, a directory tree or grep matches of the workspace, redacted.
+    fn view(
+        &self,
+        request: ViewRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ViewReply, Error>> + Send;
+    /// Creates or overwrites a file, after the warden allowed the write.
+    fn create(
+        &self,
+        session: String,
+        path: String,
+        content: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ChangeInfo, Error>> + Send;
+    /// Replaces `old` by `new`: exactly one match unless `replace_all`.
+    fn str_replace(
+        &self,
+        session: String,
+        path: String,
+        old: String,
+        new: String,
+        replace_all: bool,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ChangeInfo, Error>> + Send;
+    /// Moves a file or directory to the session's backups.
+    fn remove(
+        &self,
+        session: String,
+        path: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ChangeInfo, Error>> + Send;
+    /// The changeset of a session, or of every session when `session` is empty.
+    fn changes(
+        &self,
+        session: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<ChangeInfo>, Error>> + Send;
+    /// Restores the exact bytes and mode from before a change.
+    fn revert(
+        &self,
+        change_id: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<ChangeInfo, Error>> + Send;
 }
 /// Handler behind `dev.stakpak.Scheduler1`.
 pub trait SchedulerHandler: DaemonControl {}
@@ -326,6 +412,160 @@ impl<H: SandboxHandler> SandboxInterface<H> {
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<ExecReply, Error> {
         self.0.exec(request, caller(&header, connection)).await
+    }
+
+    /// `Exec`, writing the redacted output to the two descriptors as it comes.
+    async fn exec_stream(
+        &self,
+        request: ExecRequest,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ExecReply, Error> {
+        self.0
+            .exec_stream(request, stdout, stderr, caller(&header, connection))
+            .await
+    }
+
+    /// Starts a background task.
+    async fn start_task(
+        &self,
+        request: ExecRequest,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<TaskInfo, Error> {
+        self.0
+            .start_task(request, caller(&header, connection))
+            .await
+    }
+
+    /// Background tasks of a session (all when empty).
+    async fn list_tasks(
+        &self,
+        session: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<TaskInfo>, Error> {
+        self.0
+            .list_tasks(session, caller(&header, connection))
+            .await
+    }
+
+    /// One task and the tail of its output.
+    async fn task_details(
+        &self,
+        id: String,
+        tail_bytes: u64,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<TaskDetails, Error> {
+        self.0
+            .task_details(id, tail_bytes, caller(&header, connection))
+            .await
+    }
+
+    /// Waits for tasks to end, at most `timeout_ms`.
+    async fn wait_tasks(
+        &self,
+        ids: Vec<String>,
+        timeout_ms: u64,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<TaskInfo>, Error> {
+        self.0
+            .wait_tasks(ids, timeout_ms, caller(&header, connection))
+            .await
+    }
+
+    /// Kills a task and every descendant.
+    async fn cancel_task(
+        &self,
+        id: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<TaskInfo, Error> {
+        self.0.cancel_task(id, caller(&header, connection)).await
+    }
+
+    /// Reads a file, a tree or grep matches, redacted.
+    async fn view(
+        &self,
+        request: ViewRequest,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ViewReply, Error> {
+        self.0.view(request, caller(&header, connection)).await
+    }
+
+    /// Creates or overwrites a file.
+    async fn create(
+        &self,
+        session: String,
+        path: String,
+        content: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ChangeInfo, Error> {
+        self.0
+            .create(session, path, content, caller(&header, connection))
+            .await
+    }
+
+    /// Replaces exactly one match (or all with `replace_all`).
+    async fn str_replace(
+        &self,
+        session: String,
+        path: String,
+        old: String,
+        new: String,
+        replace_all: bool,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ChangeInfo, Error> {
+        self.0
+            .str_replace(
+                session,
+                path,
+                old,
+                new,
+                replace_all,
+                caller(&header, connection),
+            )
+            .await
+    }
+
+    /// Moves a path to the session's backups.
+    async fn remove(
+        &self,
+        session: String,
+        path: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ChangeInfo, Error> {
+        self.0
+            .remove(session, path, caller(&header, connection))
+            .await
+    }
+
+    /// A session's changeset (all when empty).
+    async fn changes(
+        &self,
+        session: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<ChangeInfo>, Error> {
+        self.0.changes(session, caller(&header, connection)).await
+    }
+
+    /// Undoes one change.
+    async fn revert(
+        &self,
+        change_id: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<ChangeInfo, Error> {
+        self.0.revert(change_id, caller(&header, connection)).await
     }
 
     async fn reload(&self) -> Result<(), Error> {

@@ -21,7 +21,9 @@ pub use interfaces::{
     SecretsInterface, SecretsProxy, WardenHandler, WardenInterface, WardenProxy,
 };
 pub use names::Daemon;
-pub use sandbox::{ExecReply, ExecRequest, exec_status};
+pub use sandbox::{
+    ChangeInfo, ExecReply, ExecRequest, TaskDetails, TaskInfo, ViewReply, ViewRequest, exec_status,
+};
 pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };

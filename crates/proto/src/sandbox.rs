@@ -1,10 +1,12 @@
-//! Wire types of `dev.stakpak.Sandbox1.Exec`.
+//! Wire types of `dev.stakpak.Sandbox1`: commands, background tasks, files and changesets.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
 /// One shell command to run in a session's workspace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ExecRequest {
     /// Session id, `[A-Za-z0-9_-]{1,64}`; names the workspace.
     pub session: String,
@@ -16,32 +18,127 @@ pub struct ExecRequest {
     pub timeout_ms: u64,
     /// `none` (default when empty) or `host`.
     pub network: String,
+    /// `local` or `docker`; empty: the configured default.
+    pub backend: String,
+    /// Variables added to the child's environment. Every name must be in sandboxd's
+    /// `exec.env_allow`; values may hold placeholders, resolved like the command's.
+    pub env: HashMap<String, String>,
 }
 
 /// How an [`ExecRequest`] ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ExecReply {
-    /// `exited`, `signaled`, `timed-out` or `denied`.
+    /// `exited`, `signaled`, `timed-out`, `cancelled` or `denied`.
     pub status: String,
     /// Exit code for `exited`, signal number for `signaled`, else 0.
     pub code: i32,
-    /// Redacted stdout.
+    /// Redacted stdout, up to the output cap.
     pub stdout: String,
-    /// Redacted stderr.
+    /// Redacted stderr, up to the output cap.
     pub stderr: String,
-    /// Whether the output went past the cap.
+    /// Whether the output went past the cap; the whole of it is then in `artifact`.
     pub truncated: bool,
     /// The warden's decision (`allow`, `ask`, `deny`), or `deny` when sandboxd refused.
     pub decision: String,
     /// The deciding rule id, when there is one.
     pub rule: String,
     pub reason: String,
+    /// Id of this execution in the audit trail and in artifact names.
+    pub exec_id: String,
+    pub duration_ms: u64,
+    /// Workspace-relative path of the whole redacted output (stdout then stderr) when it
+    /// went past the cap, for `View`; empty otherwise.
+    pub artifact: String,
 }
 
-/// The values of [`ExecReply::status`].
+/// The values of [`ExecReply::status`] and [`TaskInfo::state`].
 pub mod exec_status {
     pub const EXITED: &str = "exited";
     pub const SIGNALED: &str = "signaled";
     pub const TIMED_OUT: &str = "timed-out";
+    pub const CANCELLED: &str = "cancelled";
     pub const DENIED: &str = "denied";
+    /// A task still running.
+    pub const RUNNING: &str = "running";
+    /// sandboxd could not run it (sandbox set-up failed); `reason` says why.
+    pub const FAILED: &str = "failed";
+}
+
+/// A background task (`run_command_task`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TaskInfo {
+    pub id: String,
+    pub session: String,
+    /// The command as sent: placeholders, never values.
+    pub command: String,
+    /// `running` or one of the final states of [`exec_status`].
+    pub state: String,
+    /// Exit code or signal number once ended.
+    pub code: i32,
+    /// Unix milliseconds.
+    pub started_ms: i64,
+    /// Unix milliseconds; 0 while running.
+    pub ended_ms: i64,
+    pub decision: String,
+    pub rule: String,
+    pub reason: String,
+    /// Redacted output bytes so far, stdout and stderr together.
+    pub output_bytes: u64,
+}
+
+/// [`TaskInfo`] with the tail of the task's redacted output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct TaskDetails {
+    pub info: TaskInfo,
+    /// The last bytes of the redacted output (stdout and stderr interleaved as they came).
+    pub tail: String,
+    /// Workspace-relative path of the whole redacted output, for `View`.
+    pub output_path: String,
+}
+
+/// `View`: a file (line range, size cap), a directory tree (depth) or a grep over a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ViewRequest {
+    pub session: String,
+    /// Relative to the workspace (an absolute path must lie inside it); empty: the workspace.
+    pub path: String,
+    /// First line, 1-based; 0: from the start.
+    pub start_line: u32,
+    /// Last line, inclusive; 0: to the end.
+    pub end_line: u32,
+    /// Bytes returned at most; 0: the configured cap.
+    pub max_bytes: u64,
+    /// Directory depth; 0: the default.
+    pub depth: u32,
+    /// A regular expression: grep mode over the file or tree; empty: no grep.
+    pub grep: String,
+}
+
+/// What `View` found, redacted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ViewReply {
+    /// `file`, `dir` or `grep`.
+    pub kind: String,
+    pub content: String,
+    /// Whether the size cap or depth cut anything.
+    pub truncated: bool,
+    /// Lines of the file (`file`) or matches (`grep`); entries for `dir`.
+    pub total: u64,
+}
+
+/// One recorded file change of a session's changeset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ChangeInfo {
+    pub id: String,
+    pub session: String,
+    /// `create`, `edit` or `remove`.
+    pub kind: String,
+    /// Workspace-relative path.
+    pub path: String,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    /// Unix milliseconds of the revert; 0 when not reverted.
+    pub reverted_ms: i64,
+    /// A short human description (e.g. "replaced 1 match, +3 -1 lines").
+    pub summary: String,
 }

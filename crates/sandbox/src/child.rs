@@ -1,10 +1,19 @@
 //! What the child does between `fork` and `exec`: everything here runs in a copy of a
 //! possibly multi-threaded parent, so it only makes raw syscalls on data prepared by the
 //! parent ([`ChildPlan`]) and never allocates or takes a lock.
+//!
+//! With a pid namespace the child forks once more (a raw `clone`, so no `atfork` handler
+//! of the parent's libraries runs): the grandchild is pid 1 of the new namespace, finishes
+//! the set-up and returns to std, which execs the command in it; the child in between
+//! ("the waiter") only waits for it and ends the same way, so the parent sees the command's
+//! own status. When pid 1 of a namespace ends, the kernel kills everything left in it, so
+//! nothing the command started outlives it, whatever session or process group it made.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
+
+use crate::seccomp::Filter;
 
 /// Everything the child needs, prepared in the parent.
 #[derive(Debug)]
@@ -18,7 +27,7 @@ pub struct ChildPlan {
     pub gid_map: Vec<u8>,
     /// The private tmp directory, bound over `/tmp` in the new mount namespace.
     pub tmp: CString,
-    /// Whether to make mounts private and bind `tmp` over `/tmp` (refused under Landlock).
+    /// Whether to bind `tmp` over `/tmp`: needs mounting, which Landlock refuses.
     pub bind_tmp: bool,
     /// `(resource, limit)` pairs for `setrlimit`.
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
@@ -26,6 +35,10 @@ pub struct ChildPlan {
     pub cgroup_procs: Option<RawFd>,
     /// The Landlock ruleset descriptor, or `None` when Landlock is unavailable and allowed.
     pub ruleset: Option<RawFd>,
+    /// Run the command as pid 1 of a new pid namespace (needs the user namespace).
+    pub pid_namespace: bool,
+    /// Installed last, after `PR_SET_NO_NEW_PRIVS` and Landlock.
+    pub seccomp: Filter,
 }
 
 fn check(rc: libc::c_long) -> io::Result<()> {
@@ -59,9 +72,11 @@ fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 
 impl ChildPlan {
     /// Runs in the child after `fork`; the order matters and is explained step by step.
+    /// With [`ChildPlan::pid_namespace`] it returns only in the grandchild (see the module
+    /// documentation); the waiter never returns.
     pub fn apply(&self) -> io::Result<()> {
-        // SAFETY: every call below is a plain syscall on memory owned by `self` or on
-        // static C strings; the child is single-threaded at this point.
+        // SAFETY: every call below is a plain syscall on memory owned by `self`, on the
+        // stack or on static C strings; the child is single-threaded at this point.
         #[allow(unsafe_code)]
         unsafe {
             // A new session (and process group) so the parent can kill the whole group.
@@ -88,14 +103,17 @@ impl ChildPlan {
                 check(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0).into())?;
             }
 
+            // Whether our mounts are private, so that a fresh /proc may go on top.
+            let mut private_mounts = false;
             if self.unshare_flags != 0 {
                 check(libc::unshare(self.unshare_flags).into())?;
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", &self.uid_map)?;
                 write_file(c"/proc/self/gid_map", &self.gid_map)?;
-                if self.bind_tmp && self.unshare_flags & libc::CLONE_NEWNS != 0 {
-                    // Keep our mounts from propagating anywhere, then put the private tmp on /tmp.
-                    check(
+                if self.unshare_flags & libc::CLONE_NEWNS != 0 {
+                    // Keep our mounts from propagating anywhere. Refused inside a Landlock
+                    // domain: then only binding the private tmp needs it to work.
+                    let private = check(
                         libc::mount(
                             std::ptr::null(),
                             c"/".as_ptr(),
@@ -104,17 +122,40 @@ impl ChildPlan {
                             std::ptr::null(),
                         )
                         .into(),
-                    )?;
-                    check(
-                        libc::mount(
-                            self.tmp.as_ptr(),
-                            c"/tmp".as_ptr(),
+                    );
+                    private_mounts = private.is_ok();
+                    if self.bind_tmp {
+                        private?;
+                        // Put the private tmp on /tmp.
+                        check(
+                            libc::mount(
+                                self.tmp.as_ptr(),
+                                c"/tmp".as_ptr(),
+                                std::ptr::null(),
+                                libc::MS_BIND | libc::MS_REC,
+                                std::ptr::null(),
+                            )
+                            .into(),
+                        )?;
+                    }
+                }
+                if self.pid_namespace {
+                    // A new pid namespace takes effect for the children of the caller only.
+                    check(libc::unshare(libc::CLONE_NEWPID).into())?;
+                    fork_into_pid_namespace()?;
+                    // Pid 1 of the namespace from here on. A /proc of the namespace shows
+                    // the command only its own processes; optional, because the kernel
+                    // refuses it when the host's /proc is partly hidden (and all mounts
+                    // inside a Landlock domain, where `private_mounts` is false anyway).
+                    if private_mounts {
+                        let _ = libc::mount(
+                            c"proc".as_ptr(),
+                            c"/proc".as_ptr(),
+                            c"proc".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                             std::ptr::null(),
-                            libc::MS_BIND | libc::MS_REC,
-                            std::ptr::null(),
-                        )
-                        .into(),
-                    )?;
+                        );
+                    }
                 }
             }
 
@@ -130,6 +171,8 @@ impl ChildPlan {
             if let Some(fd) = self.ruleset {
                 check(libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32))?;
             }
+            // Last: from here on the denied syscalls fail, `mount` among them.
+            self.seccomp.install()?;
 
             // Every descriptor above stderr closes at exec, whatever its flags; the parent's
             // exec-error pipe is already close-on-exec, so it keeps working until then.
@@ -141,5 +184,83 @@ impl ChildPlan {
             ))?;
         }
         Ok(())
+    }
+}
+
+/// Forks once more; returns in the child, which is pid 1 of the pid namespace the caller
+/// just unshared. The caller becomes the waiter and never returns.
+fn fork_into_pid_namespace() -> io::Result<()> {
+    // SAFETY: a raw clone without CLONE_VM behaves like fork(2), and the child runs on its
+    // own copy of this stack; glibc's fork is avoided because it would run the parent
+    // libraries' atfork handlers, which may allocate or lock.
+    #[allow(unsafe_code)]
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check(pid)?;
+    if pid == 0 {
+        // If the waiter dies (the parent kills the process group), so does pid 1 and with
+        // it the namespace. Were the waiter killed before this line, the grandchild is
+        // still in the process group and the cgroup the parent kills at the end of the run.
+        // SAFETY: a plain prctl.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        return check(rc.into());
+    }
+    wait_and_mirror(pid as libc::pid_t)
+}
+
+/// The waiter: waits for pid 1 of the namespace and ends like it.
+fn wait_and_mirror(pid: libc::pid_t) -> ! {
+    // SAFETY: plain syscalls on stack memory; `_exit` and the re-raised signal end the process.
+    #[allow(unsafe_code)]
+    unsafe {
+        // Hold nothing: not the output pipes (so they end with the command), and above all
+        // not std's exec-error pipe, which the parent reads until every writer closed it.
+        // The grandchild still holds that one until its `exec`, so an error before or in
+        // the exec still reaches the parent as the spawn's error.
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        // The waiter keeps the capabilities of the new user namespace and no Landlock
+        // ruleset of its own: no process of the run-as user may ptrace it.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+        let mut status: libc::c_int = 0;
+        loop {
+            let r = libc::waitpid(pid, &mut status, 0);
+            if r == pid {
+                break;
+            }
+            if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                // Cannot happen (the grandchild is our only child); end as a failure.
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            // Die of the same signal, without leaving a core file of the waiter.
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            libc::signal(sig, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::kill(libc::getpid(), sig);
+            libc::_exit(128 + sig);
+        }
+        libc::_exit(127)
     }
 }

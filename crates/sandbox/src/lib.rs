@@ -30,7 +30,9 @@
 //! directories.
 
 mod child;
+pub mod docker;
 mod landlock;
+mod seccomp;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -47,6 +49,9 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal};
 
+pub use docker::{
+    ContainerMode, DockerBackend, DockerConfig, DockerError, DockerMount, DockerNetwork,
+};
 pub use landlock::FULL_FS_ABI;
 
 /// Errors of [`Sandbox::new`] and [`Sandbox::run`].
@@ -144,7 +149,20 @@ pub enum ExitKind {
     Signaled(i32),
     /// Killed, with its whole process group and cgroup, when the timeout passed.
     TimedOut,
+    /// Killed, with its whole process group and cgroup, because the cancel descriptor
+    /// became readable.
+    Cancelled,
 }
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where [`Sandbox::run_streaming`] hands every chunk of output as it arrives.
+pub type Sink<'a> = &'a mut dyn FnMut(Stream, &[u8]);
 
 /// The result of [`Sandbox::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +228,19 @@ impl Sandbox {
 
     /// Runs `cmd` and waits for it, at most `cmd.timeout`.
     pub fn run(&self, cmd: &Command) -> Result<Outcome, SandboxError> {
+        self.run_streaming(cmd, None, &mut |_, _| {})
+    }
+
+    /// Runs `cmd` like [`Sandbox::run`], handing every chunk of output to `sink` as it
+    /// arrives (the [`Outcome`] still keeps the first `output_cap` bytes of each stream).
+    /// When `cancel` becomes readable (an eventfd or a pipe), the command is killed with
+    /// every descendant and the outcome is [`ExitKind::Cancelled`].
+    pub fn run_streaming(
+        &self,
+        cmd: &Command,
+        cancel: Option<std::os::fd::BorrowedFd<'_>>,
+        sink: Sink<'_>,
+    ) -> Result<Outcome, SandboxError> {
         let cfg = &self.config;
         let cwd = match &cmd.cwd {
             None => cfg.workspace.clone(),
@@ -277,6 +308,8 @@ impl Sandbox {
             rlimits,
             cgroup_procs: cgroup.as_ref().map(|c| c.procs.as_raw_fd()),
             ruleset: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
+            pid_namespace: true,
+            seccomp: seccomp::Filter::build(),
         };
 
         let mut command = std::process::Command::new("/bin/sh");
@@ -308,7 +341,7 @@ impl Sandbox {
         };
         // The ruleset and cgroup.procs descriptors were for the child only.
         drop(ruleset);
-        let result = collect(&mut child, cmd.timeout, cfg.output_cap, start);
+        let result = collect(&mut child, cmd.timeout, cfg.output_cap, start, cancel, sink);
         // Whatever happened, nothing of this run survives it.
         kill_everything(&child, cgroup.as_ref());
         let _ = child.wait();
@@ -339,11 +372,14 @@ fn read_some(
     buf: &mut Vec<u8>,
     cap: usize,
     dropped: &mut u64,
+    stream: Stream,
+    sink: &mut dyn FnMut(Stream, &[u8]),
 ) -> io::Result<bool> {
     let mut chunk = [0u8; 16 * 1024];
     match r.read(&mut chunk) {
         Ok(0) => Ok(false),
         Ok(n) => {
+            sink(stream, &chunk[..n]);
             let keep = n.min(cap.saturating_sub(buf.len()));
             buf.extend_from_slice(&chunk[..keep]);
             *dropped += (n - keep) as u64;
@@ -365,6 +401,8 @@ fn collect(
     timeout: Duration,
     cap: usize,
     start: Instant,
+    cancel: Option<std::os::fd::BorrowedFd<'_>>,
+    sink: Sink<'_>,
 ) -> Result<(ExitKind, Collected), SandboxError> {
     let pid = Pid::from_child(child);
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
@@ -402,6 +440,10 @@ fn collect(
         if status.is_none() {
             fds.push(PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN));
             which.push(2);
+            if let Some(fd) = cancel {
+                fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+                which.push(3);
+            }
         }
         match poll(&mut fds, Some(&ts)) {
             Ok(_) => {}
@@ -421,19 +463,39 @@ fn collect(
             match w {
                 0 => {
                     if let Some(s) = stdout.as_mut()
-                        && !read_some(s, &mut out.stdout, cap, &mut out.dropped)
-                            .map_err(SandboxError::Wait)?
+                        && !read_some(
+                            s,
+                            &mut out.stdout,
+                            cap,
+                            &mut out.dropped,
+                            Stream::Stdout,
+                            sink,
+                        )
+                        .map_err(SandboxError::Wait)?
                     {
                         stdout = None;
                     }
                 }
                 1 => {
                     if let Some(s) = stderr.as_mut()
-                        && !read_some(s, &mut out.stderr, cap, &mut out.dropped)
-                            .map_err(SandboxError::Wait)?
+                        && !read_some(
+                            s,
+                            &mut out.stderr,
+                            cap,
+                            &mut out.dropped,
+                            Stream::Stderr,
+                            sink,
+                        )
+                        .map_err(SandboxError::Wait)?
                     {
                         stderr = None;
                     }
+                }
+                3 => {
+                    // Cancelled: the caller kills everything after `collect` returns.
+                    status = Some(ExitKind::Cancelled);
+                    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                    drain_until = Some(Instant::now() + DRAIN_GRACE);
                 }
                 _ => {
                     if let Some(st) = child.try_wait().map_err(SandboxError::Wait)? {

@@ -12,6 +12,10 @@ impl Detect for Detector {
         Detector::max_lines(self)
     }
 
+    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        Detector::multiline_from(self, text)
+    }
+
     fn detect(&self, text: &str) -> Vec<Detection> {
         Detector::detect(self, text)
             .into_iter()

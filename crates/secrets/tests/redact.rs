@@ -524,3 +524,123 @@ fn detection_holds_back_a_bounded_window() {
     stream.finish(&mut names, &mut out);
     assert_eq!(out.len(), 99 * 10_000);
 }
+
+/// One-line detector, as the built-in rules are: complete lines can be judged at once.
+struct OneLine(regex::Regex);
+
+impl Detect for OneLine {
+    fn detect(&self, text: &str) -> Vec<Detection> {
+        self.0
+            .find_iter(text)
+            .map(|m| Detection {
+                rule_id: "aws-access-key".into(),
+                range: m.range(),
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn complete_lines_leave_a_stream_at_once_unless_a_value_spans_lines() {
+    let detector = OneLine(regex::Regex::new(r"AKIA[0-9A-Z]{16}").unwrap());
+    let mut names = SessionMap::with_seed(7);
+
+    // Values without newlines: each complete line is released by the push that ends it,
+    // and the unfinished rest (which may be the start of a value) is held.
+    let redactor = redactor(&[(b"vault-secret-value", "[REDACTED_SECRET:vault:aaaaaa]")]);
+    let mut stream = redactor.detecting_stream(&detector);
+    let mut out = Vec::new();
+    stream.push(b"first line\nvault-sec", &mut names, &mut out);
+    assert_eq!(text(&out), "first line\n");
+    stream.push(b"ret-value ok\nsecond ", &mut names, &mut out);
+    assert_eq!(
+        text(&out),
+        "first line\n[REDACTED_SECRET:vault:aaaaaa] ok\n"
+    );
+    stream.finish(&mut names, &mut out);
+    assert_eq!(
+        text(&out),
+        "first line\n[REDACTED_SECRET:vault:aaaaaa] ok\nsecond "
+    );
+
+    // A value that holds a newline: the stream keeps its hold-back across lines.
+    let redactor = redactor_with_newline();
+    let mut stream = redactor.detecting_stream(&detector);
+    let mut out = Vec::new();
+    stream.push(b"ok\nline-one-of\n", &mut names, &mut out);
+    assert!(!text(&out).contains("line-one-of"), "{}", text(&out));
+    stream.push(b"line-two\n", &mut names, &mut out);
+    stream.finish(&mut names, &mut out);
+    assert_eq!(text(&out), "ok\n[REDACTED_SECRET:pem:bbbbbb]\n");
+}
+
+fn redactor_with_newline() -> Redactor {
+    redactor(&[(b"line-one-of\nline-two", "[REDACTED_SECRET:pem:bbbbbb]")])
+}
+
+#[test]
+fn the_built_in_detector_holds_lines_only_from_where_a_pem_block_may_start() {
+    let detector =
+        stakpak_secrets::detect::Detector::new(stakpak_secrets::detect::DetectOptions::default())
+            .unwrap();
+    let redactor = Redactor::empty();
+    let mut stream = redactor.detecting_stream(detector);
+    let mut names = SessionMap::with_seed(7);
+    let mut out = Vec::new();
+
+    stream.push(b"deploying\nstep 1 done\nstep 2", &mut names, &mut out);
+    assert_eq!(text(&out), "deploying\nstep 1 done\n");
+
+    // From the BEGIN line on, the block is held until it can be judged whole.
+    let body = "MIIEowIBAAKCAQEAkm6YT7MToS+Usjz7SB/kgGLN23AcZe3ts/hwJqBSNf4A+N14\n\
+                uUOjRw8qaH6jtJ3ljqPG7ApkMnhqIxcLyAgHaL2H8BEPfPeDIkxwL8gq/UdBRwLw\n\
+                MExWe9NMCwjXqjNgrUklnAezGfRUSzaFw21wrb8Zq8MRNgn5mumZAMuncT1vqXr6\n";
+    let begin = format!(" done\n-----BEGIN RSA PRIVATE KEY-----\n{body}");
+    stream.push(begin.as_bytes(), &mut names, &mut out);
+    assert_eq!(text(&out), "deploying\nstep 1 done\nstep 2 done\n");
+    stream.push(
+        b"-----END RSA PRIVATE KEY-----\nafter\n",
+        &mut names,
+        &mut out,
+    );
+    stream.finish(&mut names, &mut out);
+    let all = text(&out);
+    assert!(!all.contains("MIIEowIBAAKCAQEA"), "{all}");
+    assert!(
+        all.contains("-----BEGIN RSA PRIVATE KEY-----\n[REDACTED_SECRET:private-key:"),
+        "{all}"
+    );
+    assert!(
+        all.ends_with("-----END RSA PRIVATE KEY-----\nafter\n"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_built_in_detector_gives_the_same_output_for_every_split() {
+    let detector =
+        stakpak_secrets::detect::Detector::new(stakpak_secrets::detect::DetectOptions::default())
+            .unwrap();
+    let redactor = redactor(&[(b"vault-secret-value", "[REDACTED_SECRET:vault:aaaaaa]")]);
+    let input =
+        b"a vault-secret-value\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY\n\
+-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n\
+MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n-----END PRIVATE KEY-----\nend";
+    let run = |chunks: &[&[u8]]| {
+        let mut stream = redactor.detecting_stream(detector);
+        let mut names = SessionMap::with_seed(7);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            stream.push(chunk, &mut names, &mut out);
+        }
+        stream.finish(&mut names, &mut out);
+        out
+    };
+    let whole = run(&[input]);
+    assert!(!text(&whole).contains("MIIEvQIBADAN"), "{}", text(&whole));
+    assert!(!text(&whole).contains("vault-secret-value"));
+    for at in 0..input.len() {
+        let (a, b) = input.split_at(at);
+        assert_eq!(text(&run(&[a, b])), text(&whole), "split at {at}");
+    }
+}

@@ -104,6 +104,26 @@ impl EmbeddedSuite {
         cmd
     }
 
+    /// Stores a secret through `stakpak secret set NAME` (value on stdin, as users do).
+    pub fn set_secret(&self, name: &str, value: &str) {
+        use std::io::Write;
+        let mut child = self
+            .stakpak_command(&["secret", "set", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "stakpak secret set {name}: {out:?}");
+    }
+
     /// `stakpak status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
         let out = self.stakpak(&["status", "--json"]);

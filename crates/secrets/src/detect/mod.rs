@@ -116,6 +116,15 @@ impl Detector {
             .unwrap_or(1)
     }
 
+    /// Where in `text` a match spanning several lines could start: the start of the line
+    /// holding the first keyword of an enabled multi-line rule (a PEM block's `-----BEGIN`);
+    /// `None` when no such match can start in it. A caller feeding text in pieces need
+    /// hold back lines only from there.
+    pub fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        self.set
+            .multiline_from(text, |r| self.options.privacy || !r.privacy())
+    }
+
     /// Every rule, privacy rules included (see [`Rule::privacy`]), in priority order.
     pub fn rules(&self) -> &'static [Rule] {
         &self.set.rules

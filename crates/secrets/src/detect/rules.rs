@@ -482,6 +482,34 @@ fn compile_rule(r: RuleFile) -> Result<Rule, DetectError> {
 }
 
 impl RuleSet {
+    /// Where the first match of an enabled multi-line rule could start in `hay`: the start
+    /// of the line holding the first keyword of such a rule (0 for one without keywords);
+    /// `None` when no multi-line match can start anywhere in it.
+    pub(super) fn multiline_from(
+        &self,
+        hay: &[u8],
+        enabled: impl Fn(&Rule) -> bool,
+    ) -> Option<usize> {
+        if self
+            .everywhere
+            .iter()
+            .any(|&i| enabled(&self.rules[i]) && self.rules[i].max_lines > 1)
+        {
+            return Some(0);
+        }
+        let first = self
+            .keywords
+            .find_overlapping_iter(hay)
+            .filter(|m| {
+                self.keyword_rules[m.pattern().as_usize()]
+                    .iter()
+                    .any(|&i| enabled(&self.rules[i]) && self.rules[i].max_lines > 1)
+            })
+            .map(|m| m.start())
+            .min()?;
+        Some(memchr::memrchr(b'\n', &hay[..first]).map_or(0, |n| n + 1))
+    }
+
     /// Matches of the rules that `enabled` selects, unmerged.
     pub(super) fn scan(&self, text: &str, enabled: impl Fn(&Rule) -> bool) -> Vec<Raw> {
         let hay = text.as_bytes();

@@ -290,9 +290,11 @@ impl RedactorBuilder {
                 replacement_of,
                 replacements: self.replacements.clone(),
                 max_len: 0,
+                newline_free: true,
             })));
         }
         let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(1);
+        let newline_free = patterns.iter().all(|p| !p.contains(&b'\n'));
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
@@ -303,6 +305,7 @@ impl RedactorBuilder {
             replacement_of,
             replacements: self.replacements.clone(),
             max_len,
+            newline_free,
         })))
     }
 }
@@ -319,6 +322,8 @@ struct Inner {
     replacement_of: Vec<u32>,
     replacements: Vec<Box<[u8]>>,
     max_len: usize,
+    /// No pattern holds a newline, so no match spans one.
+    newline_free: bool,
 }
 
 impl fmt::Debug for Redactor {
@@ -338,6 +343,7 @@ impl Redactor {
             replacement_of: Vec::new(),
             replacements: Vec::new(),
             max_len: 0,
+            newline_free: true,
         }))
     }
 
@@ -349,6 +355,12 @@ impl Redactor {
     /// Length of the longest pattern: a stream holds back one byte less than this.
     pub fn max_pattern_len(&self) -> usize {
         self.0.max_len
+    }
+
+    /// Whether no pattern holds a newline: then no match spans one, and a stream need not
+    /// hold back anything before the last newline it has seen.
+    pub fn newline_free(&self) -> bool {
+        self.0.newline_free
     }
 
     /// Redacts a whole input at once.

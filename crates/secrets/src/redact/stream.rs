@@ -8,8 +8,10 @@ use crate::placeholder::{ReferenceKind, references};
 /// Exact-value redaction of one byte stream, chunk by chunk.
 ///
 /// Holds back at most `max_pattern_len - 1` bytes between chunks (a value may still be
-/// completing there) and nothing else, whatever the input size. The output of any split of
-/// an input into chunks is the same as [`Redactor::redact`] of the whole input.
+/// completing there) and nothing else, whatever the input size; when no value holds a
+/// newline, nothing up to the last newline is held ([`RedactStream::flush_lines_into`]), so
+/// line-by-line output is not delayed. The output of any split of an input into chunks is
+/// the same as [`Redactor::redact`] of the whole input.
 pub struct RedactStream {
     redactor: Redactor,
     /// Bytes held back from earlier chunks.
@@ -78,6 +80,19 @@ impl RedactStream {
         self.held.extend_from_slice(&rest[done..]);
     }
 
+    /// Releases the held-back bytes up to and including the last newline, when no pattern
+    /// holds a newline (a match then cannot start before it and end after it). Called after
+    /// every push by [`DetectingStream`]; the output stays that of the whole input.
+    pub fn flush_lines_into(&mut self, out: &mut Vec<u8>) {
+        if !self.redactor.newline_free() {
+            return;
+        }
+        if let Some(newline) = memchr::memrchr(b'\n', &self.held) {
+            let done = self.redactor.emit(&self.held, newline + 1, out);
+            self.held.drain(..done);
+        }
+    }
+
     /// Ends the stream: redacts and returns what was held back.
     pub fn finish(self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -112,6 +127,15 @@ pub trait Detect {
         1
     }
 
+    /// Where in `text` a detection spanning several lines could start (the start of a
+    /// line), or `None` when none can: the stream then holds back only the unfinished last
+    /// line. The default, for detectors that cannot tell, is the start of the text whenever
+    /// `max_lines` is above 1.
+    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        let _ = text;
+        (self.max_lines() > 1).then_some(0)
+    }
+
     /// Every value in `text`, by rule. Overlapping detections are allowed; the earliest
     /// (then the longest) wins.
     fn detect(&self, text: &str) -> Vec<Detection>;
@@ -120,6 +144,10 @@ pub trait Detect {
 impl<D: Detect + ?Sized> Detect for &D {
     fn max_lines(&self) -> usize {
         (**self).max_lines()
+    }
+
+    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        (**self).multiline_from(text)
     }
 
     fn detect(&self, text: &str) -> Vec<Detection> {
@@ -132,6 +160,10 @@ impl<D: Detect + ?Sized> Detect for Box<D> {
         (**self).max_lines()
     }
 
+    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        (**self).multiline_from(text)
+    }
+
     fn detect(&self, text: &str) -> Vec<Detection> {
         (**self).detect(text)
     }
@@ -140,6 +172,10 @@ impl<D: Detect + ?Sized> Detect for Box<D> {
 impl<D: Detect + ?Sized> Detect for std::sync::Arc<D> {
     fn max_lines(&self) -> usize {
         (**self).max_lines()
+    }
+
+    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+        (**self).multiline_from(text)
     }
 
     fn detect(&self, text: &str) -> Vec<Detection> {
@@ -212,6 +248,8 @@ impl<D: Detect> DetectingStream<D> {
         out: &mut Vec<u8>,
     ) -> Vec<Detected> {
         self.exact.push_into(chunk, &mut self.pending);
+        // Complete lines go on to the detector now, not a few chunks later.
+        self.exact.flush_lines_into(&mut self.pending);
         let cut = self.cut();
         let fresh = self.pending.len() - self.judged;
         if cut == 0 || (fresh < MIN_BATCH && fresh < self.pending.len() - cut) {
@@ -233,9 +271,29 @@ impl<D: Detect> DetectingStream<D> {
         self.exact.held() + self.pending.len()
     }
 
-    /// Where the text that may be judged now ends: before the unfinished last line and the
-    /// `max_lines() - 1` lines before it, or `max_hold` bytes before the end.
+    /// Where the text that may be judged now ends: before the unfinished last line and, from
+    /// where a multi-line detection could start ([`Detect::multiline_from`]), the
+    /// `max_lines() - 1` lines before it; or `max_hold` bytes before the end.
     fn cut(&self) -> usize {
+        let single = memchr::memrchr(b'\n', &self.pending).map_or(0, |n| n + 1);
+        let cut = match self.detector.multiline_from(&self.pending) {
+            None => single,
+            Some(from) => self.window_cut().max(from.min(single)),
+        };
+        let floor = self.pending.len().saturating_sub(self.max_hold);
+        if cut >= floor {
+            return cut;
+        }
+        let mut cut = floor;
+        // Never split a UTF-8 character: that would hide a value from the detector.
+        while cut > 0 && self.pending[cut] & 0xc0 == 0x80 && floor - cut < 3 {
+            cut -= 1;
+        }
+        cut
+    }
+
+    /// Before the unfinished last line and the `max_lines() - 1` lines before it.
+    fn window_cut(&self) -> usize {
         let mut cut = self.pending.len();
         for _ in 0..self.detector.max_lines().max(1) {
             match memchr::memrchr(b'\n', &self.pending[..cut]) {
@@ -248,14 +306,6 @@ impl<D: Detect> DetectingStream<D> {
         }
         if cut > 0 {
             cut += 1;
-        }
-        let floor = self.pending.len().saturating_sub(self.max_hold);
-        if cut < floor {
-            cut = floor;
-            // Never split a UTF-8 character: that would hide a value from the detector.
-            while cut > 0 && self.pending[cut] & 0xc0 == 0x80 && floor - cut < 3 {
-                cut -= 1;
-            }
         }
         cut
     }

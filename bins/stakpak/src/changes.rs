@@ -1,0 +1,211 @@
+//! `stakpak sandbox changes` and `stakpak sandbox revert`: the file changes sandboxd's file
+//! tools made, per session, and undoing one.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+use stakpak_proto::{ChangeInfo, Error as WireError, SandboxProxy};
+
+use crate::{locate, policy::EXIT_DENY, suite::Layout};
+
+/// One change as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct Row {
+    id: String,
+    session: String,
+    kind: String,
+    path: String,
+    created_ms: i64,
+    reverted_ms: i64,
+    summary: String,
+}
+
+impl From<ChangeInfo> for Row {
+    fn from(c: ChangeInfo) -> Row {
+        Row {
+            id: c.id,
+            session: c.session,
+            kind: c.kind,
+            path: c.path,
+            created_ms: c.created_ms,
+            reverted_ms: c.reverted_ms,
+            summary: c.summary,
+        }
+    }
+}
+
+/// `stakpak sandbox changes`: newest first, one session's or every session's.
+pub fn list(
+    session: &str,
+    json: bool,
+    bus_address: Option<&str>,
+    layout: &Layout,
+) -> anyhow::Result<ExitCode> {
+    let session = session.to_string();
+    let changes = call(bus_address, layout, |sandbox| async move {
+        sandbox.changes(session).await
+    })?;
+    let rows: Vec<Row> = changes.into_iter().map(Row::from).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render_table(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stakpak sandbox revert`: exits 4 when the warden refuses, 1 on any other refusal.
+pub fn revert(
+    change_id: &str,
+    bus_address: Option<&str>,
+    layout: &Layout,
+) -> anyhow::Result<ExitCode> {
+    let id = change_id.to_string();
+    let target = locate::locate(bus_address, layout)?;
+    let runtime = runtime()?;
+    let reply = runtime.block_on(async {
+        let conn = target.connect().await?;
+        let sandbox = SandboxProxy::new(&conn)
+            .await
+            .context("cannot reach stakpak-sandboxd")?;
+        anyhow::Ok(sandbox.revert(id).await)
+    })?;
+    match reply {
+        Ok(change) => {
+            println!("reverted {} ({} {})", change.id, change.kind, change.path);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(WireError::PermissionDenied(m)) => {
+            eprintln!("stakpak: refused: {m}");
+            Ok(ExitCode::from(EXIT_DENY))
+        }
+        Err(e) => Err(readable(e, &target.describe())),
+    }
+}
+
+fn render_table(rows: &[Row]) -> String {
+    let id_w = width(rows.iter().map(|r| r.id.len()), "ID");
+    let session_w = width(rows.iter().map(|r| r.session.len()), "SESSION");
+    let path_w = width(rows.iter().map(|r| r.path.len()), "PATH");
+    let mut out = format!(
+        "{:<id_w$}  {:<session_w$}  {:<6}  {:<path_w$}  {:<19}  REVERTED\n",
+        "ID", "SESSION", "KIND", "PATH", "WHEN"
+    );
+    for r in rows {
+        let reverted = if r.reverted_ms == 0 {
+            "-".to_string()
+        } else {
+            utc_ms(r.reverted_ms)
+        };
+        out.push_str(&format!(
+            "{:<id_w$}  {:<session_w$}  {:<6}  {:<path_w$}  {:<19}  {reverted}\n",
+            r.id,
+            r.session,
+            r.kind,
+            r.path,
+            utc_ms(r.created_ms)
+        ));
+    }
+    out
+}
+
+fn width(lens: impl Iterator<Item = usize>, header: &str) -> usize {
+    lens.max().unwrap_or(0).max(header.len())
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn utc_ms(ms: i64) -> String {
+    let unix = ms.div_euclid(1000);
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Finds the suite, connects, and runs one call on sandboxd with errors a person can read.
+fn call<T, F, Fut>(bus_address: Option<&str>, layout: &Layout, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(SandboxProxy<'static>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, WireError>>,
+{
+    let target = locate::locate(bus_address, layout)?;
+    runtime()?.block_on(async {
+        let conn = target.connect().await?;
+        let sandbox = SandboxProxy::new(&conn)
+            .await
+            .context("cannot reach stakpak-sandboxd")?;
+        f(sandbox)
+            .await
+            .map_err(|e| readable(e, &target.describe()))
+    })
+}
+
+fn readable(e: WireError, where_: &str) -> anyhow::Error {
+    match e {
+        WireError::ZBus(e) => {
+            anyhow::anyhow!("stakpak-sandboxd of the {where_} did not answer: {e}")
+        }
+        WireError::InvalidArgument(m)
+        | WireError::InvalidConfig(m)
+        | WireError::Internal(m)
+        | WireError::Unavailable(m) => anyhow::anyhow!("{m}"),
+        WireError::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let rows = [
+            Row {
+                id: "c-0123456789ab".into(),
+                session: "s1".into(),
+                kind: "edit".into(),
+                path: "a/b.txt".into(),
+                created_ms: 1_764_209_645_123,
+                reverted_ms: 0,
+                summary: String::new(),
+            },
+            Row {
+                id: "c-ba9876543210".into(),
+                session: "cli".into(),
+                kind: "remove".into(),
+                path: "x".into(),
+                created_ms: 0,
+                reverted_ms: 951_782_400_000,
+                summary: String::new(),
+            },
+        ];
+        assert_eq!(
+            render_table(&rows),
+            "ID              SESSION  KIND    PATH     WHEN                 REVERTED\n\
+             c-0123456789ab  s1       edit    a/b.txt  2025-11-27 02:14:05  -\n\
+             c-ba9876543210  cli      remove  x        1970-01-01 00:00:00  2000-02-29 00:00:00\n"
+        );
+    }
+}
