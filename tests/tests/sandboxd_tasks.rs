@@ -91,7 +91,11 @@ fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
 
 /// A `sleep` argument nobody else on the machine uses, to find exactly our processes.
 fn marker_sleep() -> String {
-    format!("9{}.{}", random_string(b"123456789", 5), random_string(b"123456789", 6))
+    format!(
+        "9{}.{}",
+        random_string(b"123456789", 5),
+        random_string(b"123456789", 6)
+    )
 }
 
 #[test]
@@ -120,7 +124,10 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
     .expect("the tail never showed the output");
     assert_eq!(details.tail, "started\nrunning\n");
     assert_eq!(details.info.state, "running");
-    assert_eq!(details.output_path, format!(".stakpak/tasks/{}.log", info.id));
+    assert_eq!(
+        details.output_path,
+        format!(".stakpak/tasks/{}.log", info.id)
+    );
     assert_eq!(
         std::fs::read_to_string(workspace(&suite, "t1").join(&details.output_path)).unwrap(),
         "started\nrunning\n"
@@ -140,7 +147,10 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
     assert_eq!(listed[0].output_bytes, 16);
     let out = suite.stakpak(&["sandbox", "tasks"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains(&info.id) && out.stdout.contains("running"), "{out:?}");
+    assert!(
+        out.stdout.contains(&info.id) && out.stdout.contains("running"),
+        "{out:?}"
+    );
 
     let id = info.id.clone();
     let cancelled = client.call(async |p| p.cancel_task(id).await).unwrap();
@@ -178,9 +188,7 @@ fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
     let nap = marker_sleep();
     let mut req = request("t2", &format!("setsid sleep {nap} & sleep {nap}"));
     req.timeout_ms = 500;
-    let slow = client
-        .call(async |p| p.start_task(req).await)
-        .unwrap();
+    let slow = client.call(async |p| p.start_task(req).await).unwrap();
     let ended = client.wait(&slow.id, 10_000);
     assert_eq!(ended.state, "timed-out", "{ended:?}");
     let gone = wait_until(Duration::from_secs(5), || {
@@ -224,7 +232,12 @@ fn the_cli_streams_output_as_it_comes() {
     let suite = EmbeddedSuite::builder().start();
     let start = Instant::now();
     let mut child = suite
-        .stakpak_command(&["sandbox", "exec", "--", "echo first; sleep 1.5; echo second"])
+        .stakpak_command(&[
+            "sandbox",
+            "exec",
+            "--",
+            "echo first; sleep 1.5; echo second",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -247,7 +260,10 @@ fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     let client = Client::new(&suite);
     let canary = format!(
         "cnry{}",
-        random_string(b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789", 28)
+        random_string(
+            b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789",
+            28
+        )
     );
     suite.set_secret("CANARY", &canary);
 
@@ -287,7 +303,12 @@ fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     assert_eq!(task_entry.fields["status"], "exited");
     assert_eq!(task_entry.fields["task"], true);
     assert_eq!(task_entry.fields["uid"], rustix::process::getuid().as_raw());
-    assert!(task_entry.fields["caller"].as_str().unwrap().starts_with(':'));
+    assert!(
+        task_entry.fields["caller"]
+            .as_str()
+            .unwrap()
+            .starts_with(':')
+    );
 
     // Nowhere on disk of the suite but the workspace file is the value.
     for file in files_below(&suite.state_dir) {

@@ -303,7 +303,7 @@ fn prepare_runs(base: &Path, own_v2: Option<&Path>) -> Result<PathBuf, String> {
                 std::fs::write(&procs, &pid)
                     .map_err(|e| err("cannot move sandboxd to", &procs, e))?;
                 if let Err(e) = std::fs::write(&control, "+pids") {
-                    let _ = std::fs::write(&base.join("cgroup.procs"), &pid);
+                    let _ = std::fs::write(base.join("cgroup.procs"), &pid);
                     return Err(err("cannot enable pids in", &control, e));
                 }
             }
@@ -454,6 +454,43 @@ mod tests {
 40 24 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 41 24 0:34 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu,cpuacct
 ";
+
+    /// The writes `prepare_runs` makes in a v2 cgroup, on a tree of plain files standing in
+    /// for cgroupfs (the kernel's answers, such as EBUSY, cannot be imitated this way).
+    #[test]
+    fn runs_get_the_pids_controller_at_each_level_on_v2() {
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path();
+        std::fs::write(b.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        std::fs::write(b.join("cgroup.subtree_control"), "cpu\n").unwrap();
+        std::fs::write(b.join("cgroup.procs"), "").unwrap();
+        assert_eq!(prepare_runs(b, None), Ok(b.join("runs")));
+        assert_eq!(
+            std::fs::read_to_string(b.join("cgroup.subtree_control")).unwrap(),
+            "+pids"
+        );
+        assert_eq!(
+            std::fs::read_to_string(b.join("runs/cgroup.subtree_control")).unwrap(),
+            "+pids"
+        );
+
+        std::fs::write(b.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        assert_eq!(
+            prepare_runs(b, None),
+            Err(format!(
+                "the pids controller is not available in {} (cgroup.controllers)",
+                b.display()
+            ))
+        );
+        let plain = tempfile::tempdir().unwrap();
+        assert_eq!(
+            prepare_runs(plain.path(), None),
+            Err(format!(
+                "{} is not a cgroup directory",
+                plain.path().display()
+            ))
+        );
+    }
 
     #[test]
     fn own_cgroup_is_found_in_each_hierarchy() {

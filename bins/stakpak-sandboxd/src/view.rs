@@ -120,6 +120,8 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
 
 /// Reads at most `limit` bytes of a file.
 pub(crate) fn read_up_to(file: &OwnedFd, limit: u64) -> std::io::Result<Vec<u8>> {
+    // Descriptors from `try_clone` share the offset: always start from the beginning.
+    rustix::fs::seek(file, rustix::fs::SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
     std::fs::File::from(file.try_clone()?)
         .take(limit)
@@ -137,6 +139,7 @@ pub(crate) fn stream_range(
 ) -> std::io::Result<(String, u64, bool)> {
     let first = u64::from(first.max(1));
     let last = if last == 0 { u64::MAX } else { u64::from(last) };
+    rustix::fs::seek(file, rustix::fs::SeekFrom::Start(0))?;
     let mut reader = BufReader::new(std::fs::File::from(file.try_clone()?));
     let mut text = String::new();
     let mut truncated = false;
@@ -472,6 +475,18 @@ mod tests {
         assert!(is_binary(b"a\0b"));
         assert!(is_binary(b"\xff\xfe"));
         assert!(!is_binary("héllo\n".as_bytes()));
+    }
+
+    #[test]
+    fn streamed_ranges_start_at_the_first_line() {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, b"one\ntwo\nthree\nfour\n").unwrap();
+        let fd: OwnedFd = f.into();
+        assert_eq!(read_up_to(&fd, 3).unwrap(), b"one");
+        let (text, total, cut) = stream_range(&fd, 2, 3, 100).unwrap();
+        assert_eq!((text.as_str(), total, cut), ("two\nthree\n", 4, false));
+        let (text, total, cut) = stream_range(&fd, 0, 0, 9).unwrap();
+        assert_eq!((text.as_str(), total, cut), ("one\ntwo\n", 4, true));
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod log;
 mod recorder;
 
 pub use chain::GENESIS_HASH;
-pub use recorder::{Recorder, RecorderError};
 pub use log::{
     Appended, AuditError, AuditLog, Entry, Problem, Record, SCHEMA_VERSION, VerifyReport,
 };
+pub use recorder::{Recorder, RecorderError};

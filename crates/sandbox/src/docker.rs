@@ -30,10 +30,10 @@
 //! (runc makes each exec a session leader, so a child that clears its environment is still
 //! found through its session), and repeats until a scan finds nothing alive. Signals are
 //! thus sent by the engine's runtime inside the container: sandboxd needs neither the host's
-//! pid namespace nor the right to signal processes outside its own Landlock domain. When the
-//! reaper cannot run or does not finish (the pids limit is exhausted by a fork bomb, the
-//! image lacks `sh`, `tr` or `grep`), the whole container is killed and removed instead; the
-//! next exec creates it again.
+//! pid namespace nor the right to signal processes outside its own Landlock domain. The
+//! reaper needs `sh`, `tr`, `grep` and `kill` in the image, checked when a container is made.
+//! When it cannot run or does not finish (the pids limit is exhausted by a fork bomb), the
+//! whole container is killed and removed instead; the next exec creates it again.
 //!
 //! A process that both leaves the session (`setsid`) and clears its environment, after every
 //! marked process is gone, escapes the reaper; in per-session mode it dies with
@@ -114,6 +114,9 @@ while [ "$round" -lt 100 ]; do
 done
 exit 1"#;
 
+/// Checks that the image has what the reaper runs.
+const REAPER_NEEDS: &str = "command -v tr && command -v grep && command -v kill";
+
 static EXEC_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Errors of the Docker backend.
@@ -131,7 +134,11 @@ pub enum DockerError {
         "Docker image `{image}` is not in the local engine; build it with `docker import` or `docker load` (nothing is pulled)"
     )]
     ImageMissing { image: String },
-    #[error("session name `{0}` must be 1 to 64 of [A-Za-z0-9_.-], not starting with `.` or `-`")]
+    #[error("Docker image `{image}` lacks /bin/sh, tr, grep or kill, which the sandbox needs")]
+    ImageUnsuitable { image: String },
+    #[error(
+        "session name `{0}` must be 1 to 64 of [A-Za-z0-9_.-], starting with a letter or digit"
+    )]
     BadSession(String),
     #[error("working directory {0} is not a relative path inside the workspace")]
     BadCwd(PathBuf),
@@ -139,8 +146,12 @@ pub enum DockerError {
     MissingCwd(PathBuf),
     #[error("environment entry `{0}` contains a NUL byte or '=' in its name, or is reserved")]
     BadEnv(String),
-    #[error("mount target {0} is not an absolute path")]
-    BadMount(PathBuf),
+    #[error("{what} {} is not an absolute path", path.display())]
+    NotAbsolute { what: &'static str, path: PathBuf },
+    #[error(
+        "container name prefix `{0}` must be 1 to 64 of [A-Za-z0-9_.-], starting with a letter or digit"
+    )]
+    BadPrefix(String),
     #[error("cannot create the workspace {}: {source}", path.display())]
     Workspace {
         path: PathBuf,
@@ -306,10 +317,22 @@ impl DockerBackend {
     /// Connects to the engine at `config.socket`, agrees on an API version, and checks that
     /// the image is present.
     pub async fn connect(config: DockerConfig) -> Result<Self, DockerError> {
-        for m in &config.mounts {
-            if !m.target.is_absolute() {
-                return Err(DockerError::BadMount(m.target.clone()));
+        let paths = config
+            .mounts
+            .iter()
+            .flat_map(|m| [("mount source", &m.source), ("mount target", &m.target)]);
+        for (what, path) in
+            std::iter::once(("workspaces root", &config.workspaces_root)).chain(paths)
+        {
+            if !path.is_absolute() {
+                return Err(DockerError::NotAbsolute {
+                    what,
+                    path: path.clone(),
+                });
             }
+        }
+        if !valid_name(&config.name_prefix) {
+            return Err(DockerError::BadPrefix(config.name_prefix.clone()));
         }
         let socket = config.socket.clone();
         let engine_err = |source| DockerError::Engine {
@@ -353,6 +376,10 @@ impl DockerBackend {
     /// descendant and the outcome is [`ExitKind::Cancelled`] (a dropped sender cancels
     /// nothing). The environment is the image's plus `cmd.env` plus the run marker; the
     /// exit status is the engine's (a command killed by a signal reads `Exited(128 + n)`).
+    /// The timeout counts from the exec's creation, after the container is ready.
+    ///
+    /// Dropping the returned future kills the command too, from a task spawned on the
+    /// current Tokio runtime.
     pub async fn exec(
         &self,
         session: &str,
@@ -443,6 +470,13 @@ impl DockerBackend {
             });
         };
         drop(input);
+        let mut guard = ReapOnDrop {
+            docker: self.docker.clone(),
+            container: container.clone(),
+            exec_id: exec_id.clone(),
+            marker: marker.clone(),
+            armed: true,
+        };
 
         let cap = self.config.output_cap;
         let mut out = Collected::default();
@@ -453,6 +487,8 @@ impl DockerBackend {
         let mut ending = None;
         let mut reaped = false;
         let mut drain_until: Option<tokio::time::Instant> = None;
+        // An engine error while following the command: it is still reaped before returning.
+        let mut failure = None;
         loop {
             let until = drain_until.unwrap_or(deadline);
             tokio::select! {
@@ -495,11 +531,13 @@ impl DockerBackend {
                 // The command may have exited while background processes still hold its
                 // output open: then reap them, so the output ends now.
                 () = tokio::time::sleep_until(next_poll), if ending.is_none() => {
-                    let inspect = self
-                        .docker
-                        .inspect_exec(&exec_id)
-                        .await
-                        .map_err(api("inspect an exec in"))?;
+                    let inspect = match self.docker.inspect_exec(&exec_id).await {
+                        Ok(inspect) => inspect,
+                        Err(source) => {
+                            failure = Some(api("inspect an exec in")(source));
+                            break;
+                        }
+                    };
                     if inspect.running == Some(false) {
                         ending = Some(Ending::Exited(inspect.exit_code));
                         self.reap(&container, &exec_id, &marker).await?;
@@ -514,18 +552,25 @@ impl DockerBackend {
         drop(output);
         // The exit code before the reaper runs: when the reaper fails, the container and
         // with it the exec's record are removed.
-        let status = match ending {
-            Some(Ending::TimedOut) => ExitKind::TimedOut,
-            Some(Ending::Cancelled) => ExitKind::Cancelled,
-            Some(Ending::Exited(Some(code))) => ExitKind::Exited(exit_code_i32(code)),
-            Some(Ending::Exited(None) | Ending::OutputEnded) | None => {
-                ExitKind::Exited(self.exit_code(&exec_id, &container).await?)
-            }
+        let status = match (failure, ending) {
+            (Some(e), _) => Err(e),
+            (None, Some(Ending::TimedOut)) => Ok(ExitKind::TimedOut),
+            (None, Some(Ending::Cancelled)) => Ok(ExitKind::Cancelled),
+            (None, Some(Ending::Exited(Some(code)))) => Ok(ExitKind::Exited(exit_code_i32(code))),
+            (None, Some(Ending::Exited(None) | Ending::OutputEnded) | None) => self
+                .exit_code(&exec_id, &container)
+                .await
+                .map(ExitKind::Exited),
         };
         // Whatever happened, nothing of this run survives it.
-        if !reaped {
-            self.reap(&container, &exec_id, &marker).await?;
-        }
+        guard.armed = false;
+        let reaped = if reaped {
+            Ok(())
+        } else {
+            self.reap(&container, &exec_id, &marker).await
+        };
+        let status = status?;
+        reaped?;
         Ok(Outcome {
             status,
             truncated: out.dropped > 0,
@@ -748,121 +793,29 @@ impl DockerBackend {
                 source,
             });
         }
+        // Without these the reaper would find nothing and leave a command's leftovers alive.
+        if run_helper(&self.docker, name, &[REAPER_NEEDS]).await.ok() != Some(0) {
+            let _ = self.remove(name).await;
+            return Err(DockerError::ImageUnsuitable {
+                image: cfg.image.clone(),
+            });
+        }
         Ok(())
     }
 
     /// Force-removes a container (and its anonymous volumes); a missing one is fine.
     async fn remove(&self, container: &str) -> Result<(), DockerError> {
-        match self
-            .docker
-            .remove_container(
-                container,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // 409: a removal of this container is already in progress.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            Err(source) => Err(DockerError::Api {
-                what: "remove",
-                container: container.to_owned(),
-                source,
-            }),
-        }
+        remove_container(&self.docker, container).await
     }
 
-    /// Kills every process of exec `exec_id`, marked `marker`; see the module
-    /// documentation. When the reaper fails, the whole container is removed instead.
-    ///
-    /// The reaper only finds processes that already carry the marker: an exec that was
-    /// just started may not have reached its `execve` yet. So the exec must be seen
-    /// started before the reaper runs, and seen ended after it; if it still runs, the
-    /// reaper runs again.
+    /// Kills every process of exec `exec_id`, marked `marker`; when the reaper fails,
+    /// removes the whole container instead.
     async fn reap(&self, container: &str, exec_id: &str, marker: &str) -> Result<(), DockerError> {
-        for _ in 0..3 {
-            if !self
-                .wait_exec(exec_id, |pid, running| pid > 0 || !running)
-                .await
-            {
-                break;
-            }
-            let reaped = tokio::time::timeout(REAPER_TIMEOUT, self.run_reaper(container, marker))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            if reaped != Some(0) {
-                break;
-            }
-            if self.wait_exec(exec_id, |_, running| !running).await {
-                return Ok(());
-            }
+        if reap_exec(&self.docker, container, exec_id, marker).await {
+            return Ok(());
         }
         let _guard = self.lifecycle.lock().await;
         self.remove(container).await
-    }
-
-    /// Polls the exec's pid and running state until `done` holds (true) or a few seconds
-    /// passed or the engine cannot tell (false).
-    async fn wait_exec(&self, exec_id: &str, done: impl Fn(i64, bool) -> bool) -> bool {
-        let give_up = Instant::now() + EXIT_CODE_WAIT;
-        while Instant::now() < give_up {
-            let Ok(inspect) = self.docker.inspect_exec(exec_id).await else {
-                return false;
-            };
-            if done(inspect.pid.unwrap_or(0), inspect.running == Some(true)) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
-    /// Runs the reaper and returns its exit code.
-    async fn run_reaper(
-        &self,
-        container: &str,
-        marker: &str,
-    ) -> Result<i64, bollard::errors::Error> {
-        let id = self
-            .docker
-            .create_exec(
-                container,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(vec![
-                        "/bin/sh".to_owned(),
-                        "-c".to_owned(),
-                        REAPER.to_owned(),
-                        "reaper".to_owned(),
-                        format!("{RUN_MARKER_ENV}={marker}"),
-                    ]),
-                    working_dir: Some("/".to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await?
-            .id;
-        if let StartExecResults::Attached { mut output, .. } =
-            self.docker.start_exec(&id, None).await?
-        {
-            while let Some(Ok(_)) = output.next().await {}
-        }
-        loop {
-            let inspect = self.docker.inspect_exec(&id).await?;
-            if inspect.running != Some(true) {
-                return Ok(inspect.exit_code.unwrap_or(-1));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// The exit code of a finished exec, waiting briefly for the engine to record it.
@@ -894,19 +847,161 @@ impl DockerBackend {
     }
 }
 
+/// Force-removes a container (and its anonymous volumes); a missing one is fine.
+async fn remove_container(docker: &Docker, container: &str) -> Result<(), DockerError> {
+    match docker
+        .remove_container(
+            container,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        // 409: a removal of this container is already in progress.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(source) => Err(DockerError::Api {
+            what: "remove",
+            container: container.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Runs the reaper for exec `exec_id`, marked `marker`, in `container`; false when the
+/// processes could not be shown gone, and the container must go instead.
+///
+/// The reaper only finds processes that already carry the marker: an exec that was just
+/// started may not have reached its `execve` yet. So the exec must be seen started before
+/// the reaper runs, and seen ended after it; if it still runs, the reaper runs again.
+async fn reap_exec(docker: &Docker, container: &str, exec_id: &str, marker: &str) -> bool {
+    let marker = format!("{RUN_MARKER_ENV}={marker}");
+    for _ in 0..3 {
+        if !wait_exec(docker, exec_id, |pid, running| pid > 0 || !running).await {
+            return false;
+        }
+        let args = [REAPER, "reaper", &marker];
+        let reaper = run_helper(docker, container, &args);
+        let reaped = tokio::time::timeout(REAPER_TIMEOUT, reaper)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if reaped != Some(0) {
+            return false;
+        }
+        if wait_exec(docker, exec_id, |_, running| !running).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Polls the exec's pid and running state until `done` holds (true) or a few seconds
+/// passed or the engine cannot tell (false).
+async fn wait_exec(docker: &Docker, exec_id: &str, done: impl Fn(i64, bool) -> bool) -> bool {
+    let give_up = Instant::now() + EXIT_CODE_WAIT;
+    while Instant::now() < give_up {
+        let Ok(inspect) = docker.inspect_exec(exec_id).await else {
+            return false;
+        };
+        if done(inspect.pid.unwrap_or(0), inspect.running == Some(true)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Runs `/bin/sh -c ARGS…` in the container, discarding its output, and returns its exit
+/// code.
+async fn run_helper(
+    docker: &Docker,
+    container: &str,
+    args: &[&str],
+) -> Result<i64, bollard::errors::Error> {
+    let mut cmd = vec!["/bin/sh".to_owned(), "-c".to_owned()];
+    cmd.extend(args.iter().map(|a| (*a).to_owned()));
+    let id = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd),
+                working_dir: Some("/".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await?
+        .id;
+    if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&id, None).await? {
+        while let Some(Ok(_)) = output.next().await {}
+    }
+    loop {
+        let inspect = docker.inspect_exec(&id).await?;
+        if inspect.running != Some(true) {
+            return Ok(inspect.exit_code.unwrap_or(-1));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reaps an exec whose [`DockerBackend::exec`] future was dropped before it could, on a task
+/// of its own.
+struct ReapOnDrop {
+    docker: Docker,
+    container: String,
+    exec_id: String,
+    marker: String,
+    armed: bool,
+}
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let docker = self.docker.clone();
+        let container = std::mem::take(&mut self.container);
+        let exec_id = std::mem::take(&mut self.exec_id);
+        let marker = std::mem::take(&mut self.marker);
+        runtime.spawn(async move {
+            if !reap_exec(&docker, &container, &exec_id, &marker).await {
+                let _ = remove_container(&docker, &container).await;
+            }
+        });
+    }
+}
+
 /// Session names become folder and container names.
 fn check_session(session: &str) -> Result<(), DockerError> {
-    let ok = !session.is_empty()
-        && session.len() <= 64
-        && !session.starts_with(['.', '-'])
-        && session
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if valid_name(session) {
         Ok(())
     } else {
         Err(DockerError::BadSession(session.to_owned()))
     }
+}
+
+/// What Docker accepts in a container name and is a plain folder name: 1 to 64 of
+/// `[A-Za-z0-9_.-]`, starting with a letter or digit.
+fn valid_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// A marker no other exec of any backend shares: pid, counter and clock.
@@ -971,6 +1066,7 @@ mod tests {
             ("", false),
             (".hidden", false),
             ("-x", false),
+            ("_x", false),
             ("a/b", false),
             ("..", false),
             ("a b", false),

@@ -1,6 +1,7 @@
 //! The local sandbox runner used by sandboxd: runs one shell command (`/bin/sh -c CMD`)
-//! confined by Landlock, namespaces, `no_new_privs`, rlimits and an optional pids cgroup,
-//! and returns its exit status with bounded stdout and stderr.
+//! confined by Landlock, a seccomp filter, namespaces (the command is pid 1 of its own pid
+//! namespace), `no_new_privs`, rlimits and an optional pids cgroup, and returns its exit
+//! status with bounded stdout and stderr.
 //!
 //! # What confines the child, and where it is set up
 //!
@@ -13,21 +14,44 @@
 //!    uid, and the cgroup lists every descendant even if it leaves the process group.
 //! 3. drops to the run-as user (when configured): the user the files and RLIMIT_NPROC see.
 //! 4. `unshare` user (mapping its own uid and gid to themselves), mount, IPC and, for
-//!    [`Network::None`], network namespaces; binds the private tmp over `/tmp` (unless
-//!    [`SandboxConfig::bind_tmp`] is off: then `TMPDIR` names the private tmp instead).
-//! 5. rlimits: address space, process count, CPU seconds, open files.
-//! 6. `PR_SET_NO_NEW_PRIVS`, then `landlock_restrict_self`: read and execute on `/`, every
+//!    [`Network::None`], network namespaces; makes every mount private and binds the
+//!    private tmp over `/tmp` (unless [`SandboxConfig::bind_tmp`] is off: then `TMPDIR`
+//!    names the private tmp instead).
+//! 5. `unshare` a pid namespace and fork once more (`child.rs`): the grandchild is pid 1 of
+//!    the namespace and goes on below; the child only waits for it and ends with its exit
+//!    status or signal, so that is what the parent sees. When pid 1 ends, the kernel kills
+//!    everything left in its namespace, so no background process outlives the command,
+//!    whatever session, process group or cgroup it made for itself; and pid 1 dies with the
+//!    waiter (`PR_SET_PDEATHSIG`). Pid 1 mounts a fresh `/proc` of the namespace when it
+//!    can (mounting works when the caller is not Landlock-restricted), so the command sees
+//!    only its own processes; otherwise the host's processes show in `/proc` but their pids
+//!    mean nothing inside, and Landlock keeps their details and signals out of reach.
+//! 6. rlimits: address space, process count, CPU seconds, open files.
+//! 7. `PR_SET_NO_NEW_PRIVS`, then `landlock_restrict_self`: read and execute on `/`, every
 //!    right below the workspace and the private tmp, write on `/dev/null`; signals and
 //!    abstract unix sockets scoped to the sandbox (ABI 6+). Landlock also forbids `ptrace`
 //!    of processes outside the sandbox's domain and any mount change.
-//! 7. every descriptor above 2 is marked close-on-exec (`close_range`).
+//! 8. the seccomp filter (`seccomp.rs`, which lists it): a syscall through a foreign ABI
+//!    (i386, x32) kills the process; `ptrace` (even of the sandbox's own children),
+//!    `process_vm_*`, io_uring, keyrings, `bpf`, `perf_event_open`, `userfaultfd`, module
+//!    and kexec loading, mounting, `reboot`, swap, `acct` and setting the clock fail with
+//!    `EPERM`; everything else is allowed.
+//! 9. every descriptor above 2 is marked close-on-exec (`close_range`).
 //!
-//! The environment starts empty; stdin is `/dev/null`; stdout and stderr are pipes.
+//! The environment starts empty; stdin is `/dev/null`; stdout and stderr are pipes. A
+//! timeout or a cancel SIGKILLs the process group (the waiter and pid 1 among it) and
+//! every process of the run's cgroup; the cgroup is emptied before the run returns, while
+//! without one the rest of the pid namespace is killed by the kernel a few milliseconds
+//! after the run returned.
 //!
-//! Not done here: a seccomp filter, a pid namespace and memory cgroups (memory is bounded
-//! by `RLIMIT_AS`). Reads outside the workspace are allowed by Landlock; secrets are kept
-//! from the child by file permissions (the run-as user) and, in the daemon, by hiding state
-//! directories.
+//! `RLIMIT_NPROC` does not bind root (nor, counted per uid, distinguish two runs of the same
+//! user); the pids cgroup does: sandboxd gives one when it has a cgroup to delegate from.
+//!
+//! Not done here: memory cgroups (memory is bounded by `RLIMIT_AS`). Reads outside the
+//! workspace are allowed by Landlock; secrets are kept from the child by file permissions
+//! (the run-as user) and, in the daemon, by hiding state directories. The seccomp filter is
+//! a deny list, not an allow list. The command's shell is pid 1 of its namespace, so signals
+//! sent to it from inside the namespace are ignored unless it handles them.
 
 mod child;
 pub mod docker;

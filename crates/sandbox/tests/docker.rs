@@ -457,6 +457,29 @@ async fn cancel_kills_every_descendant() {
 }
 
 #[tokio::test]
+async fn dropping_the_exec_kills_the_command() {
+    let f = Fixture::new("dropped", ContainerMode::Persistent).await;
+    let mut started = false;
+    let mut sink = |_: Stream, b: &[u8]| started |= b.starts_with(b"started");
+    let command = cmd(SPAWNS_DESCENDANTS);
+    let run = f.backend.exec("s", &command, None, &mut sink);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), run)
+            .await
+            .is_err()
+    );
+    assert!(started, "dropped while the command ran");
+    // The reaping goes on in a task of its own.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut left = f.leftovers("s").await;
+    while !left.is_empty() && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = f.leftovers("s").await;
+    }
+    assert_eq!(left, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn background_leftovers_die_with_the_command() {
     let f = Fixture::new("leftovers", ContainerMode::Persistent).await;
     let started = Instant::now();
