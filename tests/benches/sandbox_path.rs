@@ -131,6 +131,8 @@ fn main() {
         require_landlock: true,
         pids_cgroup: None,
         output_cap: 1 << 20,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
     })
     .unwrap();
     let command = stakpak_sandbox::Command {

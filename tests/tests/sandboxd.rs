@@ -228,3 +228,96 @@ fn children_get_a_private_tmpdir_and_a_read_only_tmp() {
     assert_eq!(reply.stdout, "tmpdir-ok\ntmp-ro\n", "{reply:?}");
     assert!(suite.state_dir.join("state/sandboxd/tmp/s5/x").exists());
 }
+
+fn exec_on(suite: &EmbeddedSuite, network: &str, command: &str) -> ExecReply {
+    let rt = runtime();
+    rt.block_on(async {
+        let conn = zbus::connection::Builder::address(suite.bus_address().as_str())
+            .build()
+            .await
+            .unwrap();
+        let proxy = SandboxProxy::new(&conn).await.unwrap();
+        proxy
+            .exec(ExecRequest {
+                session: "escape".into(),
+                command: command.into(),
+                timeout_ms: 10_000,
+                network: network.into(),
+                ..ExecRequest::default()
+            })
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_command_cannot_reach_the_vault_the_daemons_state_or_the_bus() {
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", "[exec]\ntask_default_timeout_ms = 60000\n")
+        .start();
+    suite.set_secret("CANARY", &format!("cnry{}", random_alnum(28)));
+    let state = suite.state_dir.join("state");
+    // Every file of the suite outside the command's own workspace and tmp.
+    let targets: Vec<PathBuf> = files_below(&suite.state_dir)
+        .into_iter()
+        .chain(files_below(&suite.config_dir))
+        .filter(|p| {
+            !p.starts_with(state.join("sandboxd/workspaces"))
+                && !p.starts_with(state.join("sandboxd/tmp"))
+                && !p.ends_with("bus.sock")
+        })
+        .collect();
+    for must in [
+        state.join("secretd/vault.key"),
+        state.join("secretd/vault.bin"),
+        state.join("sandboxd/audit.db"),
+        state.join("warden/audit.db"),
+        suite.config_dir.join("sandboxd.toml"),
+    ] {
+        assert!(
+            targets.contains(&must),
+            "{} missing from {targets:?}",
+            must.display()
+        );
+    }
+    for target in &targets {
+        let t = target.display();
+        let reply = exec_on(
+            &suite,
+            "none",
+            &format!(
+                "cat '{t}' >/dev/null 2>&1 && echo read; echo x >> '{t}' 2>/dev/null && echo wrote; echo done"
+            ),
+        );
+        assert_eq!(reply.stdout, "done\n", "{t}: {reply:?}");
+    }
+    // The suite's log and audit files were not appended to by the attempts.
+    let audit = std::fs::read(state.join("sandboxd/audit.db")).unwrap();
+    assert!(!audit.ends_with(b"x\n"));
+
+    // The bus: with network none no unix socket can even be made; with host the bus answers,
+    // but secretd resolves only for sandboxd itself.
+    let bus = suite.bus_socket();
+    let resolve = format!(
+        "busctl --address=unix:path={} call dev.stakpak.Secrets1 /dev/stakpak/Secrets1 \
+         dev.stakpak.Secrets1 Resolve ssb '' '{{{{secret:CANARY}}}}' false",
+        bus.display()
+    );
+    let reply = exec_on(&suite, "none", &resolve);
+    assert_eq!(
+        (reply.status.as_str(), reply.code == 0),
+        ("exited", false),
+        "{reply:?}"
+    );
+    assert!(!reply.stdout.contains("cnry"), "{reply:?}");
+    let reply = exec_on(&suite, "host", &resolve);
+    assert_ne!(reply.code, 0, "{reply:?}");
+    assert!(
+        reply.stderr.contains("only sandboxd may call Resolve"),
+        "{reply:?}"
+    );
+
+    // No privileges to gain, and the command is pid 1 of its own namespace.
+    let reply = exec_on(&suite, "none", "grep NoNewPrivs /proc/self/status; echo $$");
+    assert_eq!(reply.stdout, "NoNewPrivs:\t1\n1\n", "{reply:?}");
+}

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -19,9 +18,7 @@ use std::{
 };
 
 use base64::Engine as _;
-use stakpak_proto::{
-    Daemon, Detection, Error, RedactReply, ResolveReply, SecretInfo, SecretsProxy, zbus,
-};
+use stakpak_proto::{Daemon, Detection, Error, RedactReply, SecretInfo, SecretsProxy, zbus};
 use stakpak_testkit::{
     BusOptions, DaemonDirs, EmbeddedSuite, Output, PrivateBus, bin, daemon_command, files_below,
     random_string, wait_until,
@@ -74,6 +71,33 @@ fn connect(rt: &tokio::runtime::Runtime, address: &str) -> zbus::Connection {
             .await
             .unwrap()
     })
+}
+
+/// A connection holding sandboxd's bus name, as sandboxd's own does: only such a caller may
+/// `Resolve` (for tests of a secretd running alone on a private bus).
+fn connect_as_sandboxd(rt: &tokio::runtime::Runtime, address: &str) -> zbus::Connection {
+    let conn = connect(rt, address);
+    rt.block_on(conn.request_name(Daemon::Sandbox.bus_name()))
+        .unwrap();
+    conn
+}
+
+/// Resolves `text` the only way a client of a whole suite can: sandboxd's `Create` writes
+/// it, placeholders resolved, into a workspace file, which is read back and removed.
+fn resolve_via_sandboxd(
+    rt: &tokio::runtime::Runtime,
+    conn: &zbus::Connection,
+    suite: &EmbeddedSuite,
+    text: &str,
+) -> Result<String, Error> {
+    let sandbox = rt.block_on(stakpak_proto::SandboxProxy::new(conn)).unwrap();
+    rt.block_on(sandbox.create("resolve".into(), "resolved.txt".into(), text.into()))?;
+    let file = suite
+        .state_dir
+        .join("state/sandboxd/workspaces/resolve/resolved.txt");
+    let resolved = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    Ok(resolved)
 }
 
 fn proxy<'a>(rt: &tokio::runtime::Runtime, conn: &zbus::Connection) -> SecretsProxy<'a> {
@@ -326,53 +350,53 @@ fn canaries_never_leave_secretd_in_plaintext_and_resolve_exactly() {
     assert_eq!(out.code, Some(0), "{out:?}");
     replies.push(format!("{out:?}"));
 
-    // Every placeholder resolves to the exact value: as text…
+    // Only sandboxd (the owner of dev.stakpak.Sandbox1) may resolve: not this test, though
+    // it runs as the same uid as the whole suite.
     let all = format!("{vault_ph} {prompt_ph} {output_ph} {stream_ph}");
-    let resolved = rt
-        .block_on(secrets.resolve("s1".into(), all, false))
-        .unwrap();
-    assert_eq!(
-        resolved,
-        ResolveReply {
-            text: format!("{vault_canary} {prompt_canary} {output_canary} {stream_canary}"),
-            env: BTreeMap::new(),
-        }
+    let refused = rt
+        .block_on(secrets.resolve("s1".into(), all.clone(), false))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::PermissionDenied(m) if m.contains("only sandboxd may call Resolve")),
+        "{refused:?}"
     );
 
-    // …and as a shell command whose values travel in the environment, not in the command.
-    let command = format!("printf '%s\\n' {vault_ph} '{prompt_ph}' \"{output_ph}\" {stream_ph}");
-    let resolved = rt
-        .block_on(secrets.resolve("s1".into(), command, true))
+    // Through sandboxd, every placeholder reaches the command as the exact value, in its
+    // environment (so not in the command line).
+    let command = format!(
+        "printf '%s\\n' {vault_ph} '{prompt_ph}' \"{output_ph}\" {stream_ph} > values.txt; \
+         tr '\\0' ' ' < /proc/self/cmdline > cmdline.txt"
+    );
+    let sandbox = rt
+        .block_on(stakpak_proto::SandboxProxy::new(&conn))
         .unwrap();
-    let expected_env: BTreeMap<String, String> = [
+    let reply = rt
+        .block_on(sandbox.exec(stakpak_proto::ExecRequest {
+            session: "s1".into(),
+            command,
+            ..stakpak_proto::ExecRequest::default()
+        }))
+        .unwrap();
+    assert_eq!(
+        (reply.status.as_str(), reply.code),
+        ("exited", 0),
+        "{reply:?}"
+    );
+    let workspace = suite.state_dir.join("state/sandboxd/workspaces/s1");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("values.txt")).unwrap(),
+        format!("{vault_canary}\n{prompt_canary}\n{output_canary}\n{stream_canary}\n")
+    );
+    let cmdline = std::fs::read_to_string(workspace.join("cmdline.txt")).unwrap();
+    for canary in [
         &vault_canary,
         &prompt_canary,
         &output_canary,
         &stream_canary,
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, v)| (format!("STAKPAK_SECRET_{i}"), (*v).clone()))
-    .collect();
-    assert_eq!(
-        resolved,
-        ResolveReply {
-            text: "printf '%s\\n' \"${STAKPAK_SECRET_0}\" ''\"${STAKPAK_SECRET_1}\"'' \"${STAKPAK_SECRET_2}\" \"${STAKPAK_SECRET_3}\"".into(),
-            env: expected_env,
-        }
-    );
-    let run = Command::new("bash")
-        .arg("-c")
-        .arg(&resolved.text)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .envs(&resolved.env)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(run.stdout).unwrap(),
-        format!("{vault_canary}\n{prompt_canary}\n{output_canary}\n{stream_canary}\n")
-    );
+    ] {
+        assert!(!cmdline.contains(canary.as_str()), "{cmdline}");
+    }
+    std::fs::remove_file(workspace.join("values.txt")).unwrap();
 
     // Nothing anywhere in the suite's folder: vault, session maps, every log, the audit db.
     drop(secrets);
@@ -501,20 +525,25 @@ fn resolve_is_refused_to_any_other_uid() {
         })
         .collect();
     let uid_line = format!("uid {nobody}");
-    let resolve_line =
-        format!("resolve dev.stakpak.Error.PermissionDenied: uid {nobody} may not call Resolve");
+    let resolve_line = "resolve dev.stakpak.Error.PermissionDenied: ";
     let set_line = format!("set dev.stakpak.Error.PermissionDenied: uid {nobody} may not call Set");
-    assert_eq!(
-        lines,
-        vec![
-            uid_line.as_str(),
-            resolve_line.as_str(),
-            set_line.as_str(),
-            "redact ok no secrets here",
-        ]
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], uid_line);
+    assert!(
+        lines[1].starts_with(resolve_line) && lines[1].ends_with("only sandboxd may call Resolve"),
+        "{lines:?}"
     );
+    assert_eq!(lines[2], set_line);
+    assert_eq!(lines[3], "redact ok no secrets here");
 
-    // The same call as root succeeds, and the refused Set changed nothing.
+    // As root, but without the sandboxd name: refused. With it (as sandboxd would hold it):
+    // resolved, and the refused Set changed nothing.
+    let refused = rt
+        .block_on(secrets.resolve(String::new(), "{{secret:TOKEN}}".into(), false))
+        .unwrap_err();
+    assert!(matches!(refused, Error::PermissionDenied(_)), "{refused:?}");
+    rt.block_on(conn.request_name(Daemon::Sandbox.bus_name()))
+        .unwrap();
     let resolved = rt
         .block_on(secrets.resolve(String::new(), "{{secret:TOKEN}}".into(), false))
         .unwrap();
@@ -644,7 +673,7 @@ fn unusable_key_or_vault_stops_the_start_and_touches_nothing() {
     std::fs::write(&vault, &good_vault).unwrap();
     write_key(&good_key);
     let child = start_secretd(&bus, &dirs, &rt);
-    let conn = connect(&rt, &bus.address);
+    let conn = connect_as_sandboxd(&rt, &bus.address);
     let secrets = proxy(&rt, &conn);
     let resolved = rt
         .block_on(secrets.resolve(String::new(), "{{secret:KEEP}}".into(), false))
@@ -707,12 +736,7 @@ fn kill_during_sets_leaves_the_vault_readable_with_the_old_or_new_value() {
             "round {round}: secretd was not restarted"
         );
         let resolved = wait_until(Duration::from_secs(10), || {
-            rt.block_on(secrets.resolve(
-                String::new(),
-                "{{secret:K}} {{secret:STABLE}}".into(),
-                false,
-            ))
-            .ok()
+            resolve_via_sandboxd(&rt, &conn, &suite, "{{secret:K}} {{secret:STABLE}}").ok()
         })
         .expect("the restarted secretd answers");
         let candidates = [
@@ -720,9 +744,8 @@ fn kill_during_sets_leaves_the_vault_readable_with_the_old_or_new_value() {
             format!("round-{round}-value-{:06} stable-value", last + 1),
         ];
         assert!(
-            candidates.contains(&resolved.text),
-            "round {round}, after ack {last}: {}",
-            resolved.text
+            candidates.contains(&resolved),
+            "round {round}, after ack {last}: {resolved}"
         );
         // No half-written file is left beside the vault.
         let secretd_state = suite.state_dir.join("state/secretd");
@@ -748,7 +771,7 @@ fn bad_calls_get_typed_errors_naming_what_is_wrong() {
         "[resolve]\nconsumers = { schedd = [4242] }\n[streams]\nmax_per_caller = 2\nidle_timeout_secs = 1\n",
     );
     let child = start_secretd(&bus, &dirs, &rt);
-    let conn = connect(&rt, &bus.address);
+    let conn = connect_as_sandboxd(&rt, &bus.address);
     let secrets = proxy(&rt, &conn);
     let uid = own_uid();
     let call = |f: &dyn Fn() -> Result<(), Error>| f().err();
@@ -1020,15 +1043,14 @@ fn secret_cli_manages_the_vault_of_a_running_suite() {
     // A file is taken as it is; stdin loses one line ending.
     let rt = runtime();
     let conn = connect(&rt, &suite.bus_address());
-    let secrets = proxy(&rt, &conn);
-    let resolved = rt
-        .block_on(secrets.resolve(
-            String::new(),
-            "{{secret:FROM_FILE}}|{{secret:FROM_STDIN}}".into(),
-            false,
-        ))
-        .unwrap();
-    assert_eq!(resolved.text, "file-value-1234\n|stdin-value-5678");
+    let resolved = resolve_via_sandboxd(
+        &rt,
+        &conn,
+        &suite,
+        "{{secret:FROM_FILE}}|{{secret:FROM_STDIN}}",
+    )
+    .unwrap();
+    assert_eq!(resolved, "file-value-1234\n|stdin-value-5678");
 
     let out = suite.stakpak(&["secret", "rm", "FROM_STDIN"]);
     assert_eq!(

@@ -12,6 +12,9 @@
 //! env_allow = ["TERM", "TZ", "KUBECONFIG", …]  # variables a request may set
 //! task_default_timeout_ms = 3600000  # background tasks whose request gives 0
 //! tasks_kept = 200             # finished tasks remembered
+//! backend = "local"            # a request without `backend`: "local" or "docker" (needs [docker])
+//! read_paths = ["/var/log", "/var/lib/dpkg", "/opt", "/srv"]  # readable besides /usr, /etc, …
+//! hide = ["/srv/private"]      # more folders commands may not read (the suite's own always)
 //! [limits]
 //! pids = 256
 //! memory_bytes = 1073741824
@@ -22,7 +25,41 @@
 //! view_max_bytes = 262144      # bytes View returns at most (a request may ask for fewer)
 //! tree_max_entries = 1000      # entries of a directory tree
 //! grep_max_matches = 200       # matching lines of a grep
+//! [docker]                     # the Docker backend; absent: requests for it are refused
+//! enabled = true               # false: as if the section were absent
+//! socket = "/var/run/docker.sock"
+//! image = "stakpak-sandbox:latest"  # required; must be in the engine already (never pulled)
+//! mode = "persistent"          # or "per-session": one container per session
+//! network = "none"             # the containers' network: "none", "host" or "bridge"
+//! name_prefix = "stakpak-sandbox"  # container name (persistent), `<prefix>-<session>` otherwise
+//! mounts = [{ source = "/opt/tools", target = "/opt/tools", read_only = true }]
+//! memory_bytes = 2147483648    # per container (swap included); absent: unlimited
+//! pids = 512                   # per container
+//! cpus = 1.5                   # per container; absent: unlimited
+//! tmp_bytes = 67108864         # the container's tmpfs /tmp
 //! ```
+//!
+//! # The Docker backend (`[docker]`)
+//!
+//! A request with `backend = "docker"` (or without one, when `exec.backend = "docker"`) runs
+//! through the same warden, secretd and redaction path, but in a container of the local
+//! engine (`stakpak_sandbox::docker`; `docker.rs` of this daemon). The limits of `[limits]`
+//! and `exec.hide` are the local sandbox's; a container has the limits of `[docker]`, shared
+//! by every command it runs, and sees only the workspace and `docker.mounts`.
+//!
+//! - **Network.** Fixed per container by `docker.network`. A request's `network` must be
+//!   empty (the configured one) or name exactly that network; anything else is refused
+//!   rather than run with more (or less) network than asked.
+//! - **Lifetime.** Containers are made on first use and kept: when sandboxd stops, the
+//!   persistent container and every per-session one are left running for the next start
+//!   (which reuses them when made from the same configuration, and replaces them otherwise).
+//!   Nothing ends a per-session container while sandboxd runs; an operator removes them
+//!   with `docker rm -f $(docker ps -aq --filter label=dev.stakpak.sandbox.prefix=<prefix>)`.
+//! - **Landlock.** Up to ABI 7 Landlock has no right for connecting to a named unix socket
+//!   (only the socket file's permissions decide), so `[docker]` adds nothing to sandboxd's
+//!   domain (`tests/tests/sandboxd_docker.rs` connects from inside it). A later ABI that
+//!   governs it would need a rule on `docker.socket`. The engine, outside the domain, does
+//!   the bind mounts, so the workspaces need no right beyond sandboxd's own.
 //!
 //! # The pids cgroup (`[limits] cgroup`)
 //!
@@ -65,6 +102,9 @@ pub struct SandboxdConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub files: FilesConfig,
+    /// `[docker]`; absent: no Docker backend.
+    #[serde(default)]
+    pub docker: Option<DockerSection>,
 }
 
 /// `[exec]`.
@@ -88,6 +128,17 @@ pub struct ExecConfig {
     pub task_default_timeout_ms: u64,
     /// Finished tasks kept in the registry (oldest forgotten first; logs stay in the workspace).
     pub tasks_kept: usize,
+    /// The backend of a request that names none.
+    pub backend: Backend,
+    /// Folders commands may read besides the system folders every daemon reads (`/usr`,
+    /// `/etc`, `/proc`, …); sandboxd's own Landlock domain grants them too.
+    pub read_paths: Vec<PathBuf>,
+    /// More folders below which commands may read nothing, besides the suite's own.
+    pub hide: Vec<PathBuf>,
+    /// Everything hidden from commands: the suite's folders (`hidden.rs`) and `hide`; set in
+    /// `prepare`.
+    #[serde(skip)]
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The default `exec.env_allow`.
@@ -117,6 +168,13 @@ impl Default for ExecConfig {
             env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect(),
             task_default_timeout_ms: 3_600_000,
             tasks_kept: 200,
+            backend: Backend::Local,
+            read_paths: ["/var/log", "/var/lib/dpkg", "/opt", "/srv"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            hide: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 }
@@ -347,12 +405,231 @@ impl Default for FilesConfig {
     }
 }
 
+/// Where a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The local sandbox (`stakpak_sandbox::Sandbox`): namespaces, Landlock, rlimits.
+    #[default]
+    Local,
+    /// A container of the local Docker engine (`[docker]`).
+    Docker,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Docker => "docker",
+        }
+    }
+}
+
+/// `docker.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DockerMode {
+    #[default]
+    Persistent,
+    PerSession,
+}
+
+/// `docker.network`: the containers' network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerNetworkMode {
+    #[default]
+    None,
+    Host,
+    Bridge,
+}
+
+impl DockerNetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DockerNetworkMode::None => "none",
+            DockerNetworkMode::Host => "host",
+            DockerNetworkMode::Bridge => "bridge",
+        }
+    }
+}
+
+/// One of `docker.mounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerMountConfig {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[docker]`: the Docker backend (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSection {
+    /// `false`: as if the section were absent.
+    pub enabled: bool,
+    /// The engine's unix socket.
+    pub socket: PathBuf,
+    /// The image of every container; required, never pulled.
+    pub image: String,
+    pub mode: DockerMode,
+    pub network: DockerNetworkMode,
+    /// The persistent container's name; per-session ones are `<name_prefix>-<session>`.
+    pub name_prefix: String,
+    /// Extra bind mounts, read-only unless `read_only = false`.
+    pub mounts: Vec<DockerMountConfig>,
+    /// Memory of each container, swap included; absent: unlimited.
+    pub memory_bytes: Option<u64>,
+    /// Processes of each container.
+    pub pids: u64,
+    /// CPUs of each container (`1.5`: one and a half); absent: unlimited.
+    pub cpus: Option<f64>,
+    /// Size of each container's tmpfs `/tmp`.
+    pub tmp_bytes: u64,
+}
+
+impl Default for DockerSection {
+    fn default() -> Self {
+        DockerSection {
+            enabled: true,
+            socket: PathBuf::from("/var/run/docker.sock"),
+            image: String::new(),
+            mode: DockerMode::Persistent,
+            network: DockerNetworkMode::None,
+            name_prefix: "stakpak-sandbox".into(),
+            mounts: Vec::new(),
+            memory_bytes: None,
+            pids: 512,
+            cpus: None,
+            tmp_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Container paths a `docker.mounts` target may neither cover nor sit inside: the workspace
+/// (per-session and persistent) and the tmpfs.
+const DOCKER_RESERVED_TARGETS: [&str; 3] = ["/workspace", "/workspaces", "/tmp"];
+
+impl DockerSection {
+    /// `cpus` in billionths of a CPU, as the engine takes it.
+    pub fn nano_cpus(&self) -> Option<i64> {
+        // Checked in `check`: finite, positive and at most 1e6 CPUs, so this fits.
+        self.cpus.map(|c| (c * 1e9).round() as i64)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.image.trim().is_empty() {
+            return Err("docker.image must name an image already in the engine".into());
+        }
+        if !self.socket.is_absolute() {
+            return Err(format!(
+                "docker.socket: {} is not an absolute path",
+                self.socket.display()
+            ));
+        }
+        let name = &self.name_prefix;
+        let valid_name = name.len() <= 64
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !valid_name {
+            return Err(format!(
+                "docker.name_prefix: {name:?} must be 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+            ));
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            for (what, path) in [("source", &m.source), ("target", &m.target)] {
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "docker.mounts[{i}].{what}: {} is not an absolute path",
+                        path.display()
+                    ));
+                }
+                if path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(format!(
+                        "docker.mounts[{i}].{what}: {} may not contain `..`",
+                        path.display()
+                    ));
+                }
+            }
+            let covers = |r: &&str| {
+                let r = Path::new(r);
+                r.starts_with(&m.target) || m.target.starts_with(r)
+            };
+            if DOCKER_RESERVED_TARGETS.iter().any(covers) {
+                return Err(format!(
+                    "docker.mounts[{i}].target: {} would cover or sit inside the workspace or /tmp",
+                    m.target.display()
+                ));
+            }
+        }
+        if let Some(bad) = [
+            ("docker.pids", self.pids),
+            ("docker.tmp_bytes", self.tmp_bytes),
+            ("docker.memory_bytes", self.memory_bytes.unwrap_or(1)),
+        ]
+        .iter()
+        .find(|(_, v)| *v == 0)
+        {
+            return Err(format!("{} must be greater than 0", bad.0));
+        }
+        if i64::try_from(self.pids).is_err() {
+            return Err("docker.pids is too large".into());
+        }
+        if let Some(c) = self.cpus
+            && !(c.is_finite() && c > 0.0 && c <= 1e6)
+        {
+            return Err(format!("docker.cpus: {c} is not a positive number of CPUs"));
+        }
+        Ok(())
+    }
+}
+
+impl SandboxdConfig {
+    /// `[docker]` when present and enabled.
+    pub fn docker(&self) -> Option<&DockerSection> {
+        self.docker.as_ref().filter(|d| d.enabled)
+    }
+
+    fn check_docker(&self) -> Result<(), String> {
+        match self.docker() {
+            Some(d) => d.check(),
+            None if self.exec.backend == Backend::Docker => {
+                Err("exec.backend is \"docker\" but there is no enabled [docker] section".into())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 impl DaemonConfig for SandboxdConfig {
     fn log(&self) -> &LogConfig {
         &self.log
     }
 
-    fn prepare(&mut self, _paths: &Paths) -> Result<(), String> {
+    fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
+        for (key, list) in [
+            ("exec.hide", &self.exec.hide),
+            ("exec.read_paths", &self.exec.read_paths),
+        ] {
+            if let Some(bad) = list.iter().find(|p| !p.is_absolute()) {
+                return Err(format!("{key}: {} is not an absolute path", bad.display()));
+            }
+        }
+        self.exec.hidden = crate::hidden::hidden_paths(paths, &self.exec.hide);
         let e = &self.exec;
         for (key, value) in [
             ("exec.default_timeout_ms", e.default_timeout_ms),
@@ -395,6 +672,7 @@ impl DaemonConfig for SandboxdConfig {
             return Err("exec.output_cap must be greater than 0".into());
         }
         self.limits.check_cgroup()?;
+        self.check_docker()?;
         Ok(())
     }
 }
@@ -446,6 +724,93 @@ mod tests {
         let mut good: SandboxdConfig =
             toml::from_str("[limits]\ncgroup = \"/sys/fs/cgroup/stakpak\"\n").unwrap();
         assert_eq!(good.prepare(&paths), Ok(()));
+    }
+
+    #[test]
+    fn docker_section_is_checked_key_by_key() {
+        let paths = Paths {
+            mode: stakpak_daemon::Mode::Embedded,
+            config_dir: "/c".into(),
+            config_file: "/c/sandboxd.toml".into(),
+            state_dir: "/s".into(),
+            runtime_dir: "/r".into(),
+        };
+        let check = |text: &str| {
+            let mut c: SandboxdConfig = toml::from_str(text).unwrap();
+            c.prepare(&paths).map(|()| c)
+        };
+        let ok =
+            check("[exec]\nbackend = \"docker\"\n[docker]\nimage = \"i\"\ncpus = 0.5\n").unwrap();
+        let docker = ok.docker().unwrap();
+        assert_eq!(ok.exec.backend, Backend::Docker);
+        assert_eq!(
+            (
+                docker.socket.as_path(),
+                docker.mode,
+                docker.network,
+                docker.pids
+            ),
+            (
+                Path::new("/var/run/docker.sock"),
+                DockerMode::Persistent,
+                DockerNetworkMode::None,
+                512
+            )
+        );
+        assert_eq!(docker.nano_cpus(), Some(500_000_000));
+        assert_eq!(check("").unwrap().exec.backend, Backend::Local);
+        for (text, error) in [
+            (
+                "[exec]\nbackend = \"docker\"\n",
+                "exec.backend is \"docker\" but there is no enabled [docker] section",
+            ),
+            (
+                "[exec]\nbackend = \"docker\"\n[docker]\nenabled = false\nimage = \"i\"\n",
+                "exec.backend is \"docker\" but there is no enabled [docker] section",
+            ),
+            (
+                "[docker]\nmode = \"per-session\"\n",
+                "docker.image must name an image already in the engine",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nsocket = \"docker.sock\"\n",
+                "docker.socket: docker.sock is not an absolute path",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nmounts = [{ source = \"opt\", target = \"/opt\" }]\n",
+                "docker.mounts[0].source: opt is not an absolute path",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nmounts = [{ source = \"/opt\", target = \"/a/../b\" }]\n",
+                "docker.mounts[0].target: /a/../b may not contain `..`",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nmounts = [{ source = \"/opt\", target = \"/workspaces/x\" }]\n",
+                "docker.mounts[0].target: /workspaces/x would cover or sit inside the workspace or /tmp",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nmounts = [{ source = \"/opt\", target = \"/\" }]\n",
+                "docker.mounts[0].target: / would cover or sit inside the workspace or /tmp",
+            ),
+            (
+                "[docker]\nimage = \"i\"\nname_prefix = \"-x\"\n",
+                "docker.name_prefix: \"-x\" must be 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit",
+            ),
+            (
+                "[docker]\nimage = \"i\"\npids = 0\n",
+                "docker.pids must be greater than 0",
+            ),
+            (
+                "[docker]\nimage = \"i\"\ncpus = -1.0\n",
+                "docker.cpus: -1 is not a positive number of CPUs",
+            ),
+        ] {
+            assert_eq!(check(text).map(|_| ()), Err(error.to_owned()), "{text}");
+        }
+        let disabled = check("[docker]\nenabled = false\n").unwrap();
+        assert!(disabled.docker().is_none());
+        assert!(toml::from_str::<SandboxdConfig>("[docker]\nmode = \"shared\"\n").is_err());
+        assert!(toml::from_str::<SandboxdConfig>("[docker]\nbogus = 1\n").is_err());
     }
 
     const MOUNTINFO: &str = "\

@@ -5,8 +5,9 @@
 //! could not redact is withheld, never passed on as it is.
 //!
 //! [`Executor::prepare`] does everything up to the start (checks, verdict, resolution);
-//! [`Executor::run`] runs a prepared command on a thread of its own and streams its output
-//! through [`Output`]; [`Executor::exec`] is both for `Exec`/`ExecStream`, and the task
+//! [`Executor::run`] runs a prepared command (with the local sandbox on a thread of its own,
+//! or in a container of the Docker backend, `docker.rs`) and streams its output through
+//! [`Output`]; [`Executor::exec`] is both for `Exec`/`ExecStream`, and the task
 //! registry (`tasks.rs`) uses the two halves for background tasks. Each execution, refused
 //! or run, ends with one audit entry (`sandboxd`/`exec`) holding the command as sent.
 
@@ -26,7 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::{
-    config::SandboxdConfig,
+    config::{Backend, SandboxdConfig},
+    docker::Engine,
     output::{Finished, Keep, LogFile, Output},
     peers::{self, RULE_SECRETD_UNAVAILABLE},
 };
@@ -49,6 +51,8 @@ pub(crate) struct Executor {
     state_dir: PathBuf,
     config: watch::Receiver<Arc<SandboxdConfig>>,
     audit: Recorder,
+    /// The Docker engine, connected on the first command that uses it.
+    docker: Engine,
 }
 
 /// A checked request.
@@ -57,7 +61,9 @@ struct Checked {
     session: String,
     workdir: Option<PathBuf>,
     timeout: Duration,
+    /// The local sandbox's network; a container's is `docker.network`, checked here too.
     network: Network,
+    backend: Backend,
 }
 
 /// A command the warden allowed, with its placeholders resolved, ready to start.
@@ -67,6 +73,7 @@ pub(crate) struct Prepared {
     /// The command as the caller sent it (placeholders, never values).
     pub command_as_sent: String,
     pub verdict: CheckReply,
+    backend: Backend,
     sandbox: SandboxConfig,
     command: Command,
     audit: AuditContext,
@@ -130,6 +137,7 @@ impl Executor {
         audit: Recorder,
     ) -> Self {
         Executor {
+            docker: Engine::new(state_dir.join("workspaces")),
             state_dir,
             config,
             audit,
@@ -294,6 +302,12 @@ impl Executor {
             require_landlock: config.exec.require_landlock,
             pids_cgroup: config.limits.pids_cgroup(),
             output_cap: config.exec.output_cap,
+            read_roots: stakpak_daemon::SYSTEM_READ
+                .iter()
+                .map(PathBuf::from)
+                .chain(config.exec.read_paths.iter().cloned())
+                .collect(),
+            hidden: config.exec.hidden.clone(),
         };
         let command = Command {
             shell: resolved.text,
@@ -306,6 +320,7 @@ impl Executor {
             session: checked.session,
             command_as_sent: request.command.clone(),
             verdict,
+            backend: checked.backend,
             sandbox,
             command,
             audit,
@@ -340,43 +355,49 @@ impl Executor {
             session,
             command_as_sent,
             verdict,
+            backend,
             sandbox,
             command,
             audit,
         } = prepared;
-        let (chunks_tx, mut chunks) = mpsc::channel::<(Stream, Vec<u8>)>(64);
-        let (done_tx, done) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("sandbox-run".into())
-            .spawn(move || {
-                let mut sink = |stream: Stream, bytes: &[u8]| {
-                    // The receiver only goes away when the daemon stops.
-                    let _ = chunks_tx.blocking_send((stream, bytes.to_vec()));
-                };
-                let result = Sandbox::new(sandbox).and_then(|s| {
-                    s.run_streaming(&command, cancel.as_deref().map(|fd| fd.as_fd()), &mut sink)
-                });
-                let _ = done_tx.send(result);
-            })
-            .map_err(|e| Error::Internal(format!("cannot start the sandbox thread: {e}")))?;
-        while let Some((stream, bytes)) = chunks.recv().await {
-            output.chunk(stream, bytes).await;
-        }
-        let outcome = match done.await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => {
+        let started = match backend {
+            Backend::Local => run_local(sandbox, command, cancel, &mut output).await,
+            Backend::Docker => {
+                let config = self.config();
+                match config.docker() {
+                    Some(section) => {
+                        self.docker
+                            .run(
+                                section,
+                                config.exec.output_cap,
+                                &session,
+                                command,
+                                cancel,
+                                &mut output,
+                            )
+                            .await
+                    }
+                    None => Err(Error::Unavailable(
+                        "the docker backend is no longer configured ([docker] in sandboxd.toml)"
+                            .into(),
+                    )),
+                }
+            }
+        };
+        let outcome = match started {
+            Ok(outcome) => outcome,
+            Err(e) => {
                 let reply = ExecReply {
                     status: exec_status::FAILED.into(),
-                    reason: format!("the sandbox could not run the command: {e}"),
+                    reason: error_message(&e),
                     decision: verdict.decision,
                     rule: verdict.rule,
                     exec_id: exec_id.clone(),
                     ..ExecReply::default()
                 };
                 self.record(&exec_id, &session, &command_as_sent, &audit, &reply);
-                return Err(Error::Internal(reply.reason));
+                return Err(e);
             }
-            Err(_) => return Err(Error::Internal("the sandbox thread died".into())),
         };
         let (status, code) = match outcome.status {
             ExitKind::Exited(c) => (exec_status::EXITED, c),
@@ -473,6 +494,53 @@ fn denied(exec_id: &str, decision: &str, rule: &str, reason: String) -> ExecRepl
     }
 }
 
+/// Runs a command with the local sandbox on a thread of its own, streaming its chunks
+/// through `output`.
+async fn run_local(
+    sandbox: SandboxConfig,
+    command: Command,
+    cancel: Option<Arc<OwnedFd>>,
+    output: &mut Output,
+) -> Result<stakpak_sandbox::Outcome, Error> {
+    let (chunks_tx, mut chunks) = mpsc::channel::<(Stream, Vec<u8>)>(64);
+    let (done_tx, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("sandbox-run".into())
+        .spawn(move || {
+            let mut sink = |stream: Stream, bytes: &[u8]| {
+                // The receiver only goes away when the daemon stops.
+                let _ = chunks_tx.blocking_send((stream, bytes.to_vec()));
+            };
+            let result = Sandbox::new(sandbox).and_then(|s| {
+                s.run_streaming(&command, cancel.as_deref().map(|fd| fd.as_fd()), &mut sink)
+            });
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the sandbox thread: {e}")))?;
+    while let Some((stream, bytes)) = chunks.recv().await {
+        output.chunk(stream, bytes).await;
+    }
+    match done.await {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(Error::Internal(format!(
+            "the sandbox could not run the command: {e}"
+        ))),
+        Err(_) => Err(Error::Internal("the sandbox thread died".into())),
+    }
+}
+
+/// The message of an error this module makes, for a reply's `reason`.
+fn error_message(e: &Error) -> String {
+    match e {
+        Error::InvalidConfig(m)
+        | Error::InvalidArgument(m)
+        | Error::PermissionDenied(m)
+        | Error::Unavailable(m)
+        | Error::Internal(m) => m.clone(),
+        Error::ZBus(e) => e.to_string(),
+    }
+}
+
 fn create_dir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))
@@ -484,6 +552,45 @@ pub(crate) fn valid_session(session: &str) -> bool {
         && session
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What a request for the Docker backend must also be: the backend configured, the network
+/// the containers have (a container's network is `docker.network`, fixed when it is made,
+/// so a command never gets more or less network than it asked for), a session that can
+/// name a container.
+fn check_docker_request(request: &ExecRequest, config: &SandboxdConfig) -> Result<(), Error> {
+    let Some(docker) = config.docker() else {
+        return Err(Error::InvalidArgument(
+            "backend \"docker\" is not configured in sandboxd.toml ([docker])".into(),
+        ));
+    };
+    let network = docker.network.as_str();
+    match request.network.as_str() {
+        "" => {}
+        asked if asked == network => {}
+        asked @ ("none" | "host" | "bridge") => {
+            return Err(Error::InvalidArgument(format!(
+                "network {asked:?} cannot be had with the docker backend, whose containers have network {network:?} (docker.network); ask for {network:?} or leave network empty"
+            )));
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "network {other:?} is not one of none, host, bridge"
+            )));
+        }
+    }
+    if !request
+        .session
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "session {:?} cannot name a container: with the docker backend it must start with a letter or digit",
+            request.session
+        )));
+    }
+    Ok(())
 }
 
 fn check_request(
@@ -514,28 +621,31 @@ fn check_request(
         }
         Some(rel)
     };
-    let network = match request.network.as_str() {
-        "" | "none" => Network::None,
-        "host" => Network::Host,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "network {other:?} is not one of none, host"
-            )));
-        }
-    };
-    match request.backend.as_str() {
-        "" | "local" => {}
-        "docker" => {
-            return Err(Error::InvalidArgument(
-                "backend \"docker\" is not configured in sandboxd.toml ([docker])".into(),
-            ));
-        }
+    let backend = match request.backend.as_str() {
+        "" => config.exec.backend,
+        "local" => Backend::Local,
+        "docker" => Backend::Docker,
         other => {
             return Err(Error::InvalidArgument(format!(
                 "backend {other:?} is not one of local, docker"
             )));
         }
-    }
+    };
+    let network = match backend {
+        Backend::Local => match request.network.as_str() {
+            "" | "none" => Network::None,
+            "host" => Network::Host,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "network {other:?} is not one of none, host"
+                )));
+            }
+        },
+        Backend::Docker => {
+            check_docker_request(request, config)?;
+            Network::None
+        }
+    };
     let e = &config.exec;
     for name in request.env.keys() {
         if !e.env_allow.iter().any(|allowed| allowed == name) {
@@ -561,6 +671,7 @@ fn check_request(
         workdir,
         timeout: Duration::from_millis(timeout_ms),
         network,
+        backend,
     })
 }
 
@@ -589,6 +700,58 @@ mod tests {
         for bad in ["", "a/b", "..", "a b", "é", &"a".repeat(65)] {
             assert!(!valid_session(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn docker_requests() {
+        let docker = |network: &str, session: &str| ExecRequest {
+            backend: "docker".into(),
+            ..req(session, "", network, 0)
+        };
+        let local = SandboxdConfig::default();
+        let err = check_request(&docker("", "s"), &local, false).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("not configured")),
+            "{err:?}"
+        );
+
+        let mut config: SandboxdConfig =
+            toml::from_str("[docker]\nimage = \"i\"\nnetwork = \"bridge\"\n").unwrap();
+        for network in ["", "bridge"] {
+            let ok = check_request(&docker(network, "s"), &config, false).unwrap();
+            assert_eq!(ok.backend, Backend::Docker, "{network}");
+        }
+        for (request, needle) in [
+            (docker("none", "s"), "containers have network \"bridge\""),
+            (docker("host", "s"), "containers have network \"bridge\""),
+            (docker("wifi", "s"), "not one of none, host, bridge"),
+            (docker("", "_s"), "must start with a letter or digit"),
+        ] {
+            let err = check_request(&request, &config, false).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidArgument(m) if m.contains(needle)),
+                "{request:?}: {err:?}"
+            );
+        }
+        // The configured default applies to a request that names no backend.
+        assert_eq!(
+            check_request(&req("s", "", "", 0), &config, false)
+                .unwrap()
+                .backend,
+            Backend::Local
+        );
+        config.exec.backend = Backend::Docker;
+        assert_eq!(
+            check_request(&req("s", "", "bridge", 0), &config, false)
+                .unwrap()
+                .backend,
+            Backend::Docker
+        );
+        let local = ExecRequest {
+            backend: "local".into(),
+            ..req("s", "", "bridge", 0)
+        };
+        assert!(check_request(&local, &config, false).is_err());
     }
 
     #[test]

@@ -13,8 +13,10 @@
 mod changes;
 mod config;
 mod dbus;
+mod docker;
 mod exec;
 mod files;
+mod hidden;
 mod output;
 mod peers;
 mod tasks;
@@ -23,7 +25,10 @@ mod view;
 use stakpak_daemon::{Confinement, Paths, ServeContext, ServeError, Service};
 use stakpak_proto::{Daemon, SandboxInterface};
 
-pub use config::{ExecConfig, FilesConfig, LimitsConfig, SandboxdConfig};
+pub use config::{
+    Backend, DockerMode, DockerMountConfig, DockerNetworkMode, DockerSection, ExecConfig,
+    FilesConfig, LimitsConfig, SandboxdConfig,
+};
 pub use peers::{RULE_ASK_UNSUPPORTED, RULE_SECRETD_UNAVAILABLE, RULE_WARDEN_UNAVAILABLE};
 
 /// The daemon as the shared runtime sees it.
@@ -49,6 +54,11 @@ impl Service for SandboxDaemon {
         // own /proc entry", so all of /proc is writable here and only file permissions narrow
         // it. To tighten: have the parent write the child's maps (then this rule goes).
         confinement.write.push("/proc".into());
+        // What commands may read beyond the system folders (a child cannot read more than
+        // this domain allows).
+        confinement
+            .read
+            .extend(config.exec.read_paths.iter().cloned());
         // Making and removing one cgroup per command below `runs/`, and writing its limits.
         if let Some(runs) = config.limits.settle_cgroup() {
             confinement.write.push(runs.to_path_buf());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use stakpak_daemon::ControlHandle;
 use stakpak_proto::{
-    Caller, DaemonControl, DaemonStatus, Detection, Error, RedactReply, ResolveReply,
+    Caller, Daemon, DaemonControl, DaemonStatus, Detection, Error, RedactReply, ResolveReply,
     ResolveRequest, SecretInfo, SecretsHandler, SetRequest, zbus,
 };
 use stakpak_secrets::placeholder::SecretString;
@@ -55,6 +55,23 @@ impl Handler {
                 }
             })
             .await;
+    }
+}
+
+/// Whether `caller` is the connection that owns `dev.stakpak.Sandbox1` right now. A
+/// sandboxed command runs as the same uid as sandboxd in embedded mode (and may reach the
+/// bus when its network is `host`); only the name, which the bus gives to one connection
+/// and which sandboxd holds for its whole life, tells sandboxd from its children.
+async fn owns_sandbox_name(caller: &Caller) -> bool {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&caller.connection).await else {
+        return false;
+    };
+    let Ok(name) = zbus::names::BusName::try_from(Daemon::Sandbox.bus_name()) else {
+        return false;
+    };
+    match dbus.get_name_owner(name).await {
+        Ok(owner) => owner.as_str() == caller.name,
+        Err(_) => false,
     }
 }
 
@@ -263,6 +280,20 @@ impl SecretsHandler for Handler {
         request: ResolveRequest,
         caller: Caller,
     ) -> Result<ResolveReply, Error> {
+        if !caller.name.is_empty() && !owns_sandbox_name(&caller).await {
+            let uid = uid_of(&caller).await.map(i64::from).unwrap_or(-1);
+            warn!(
+                caller = %caller.name,
+                uid,
+                event = "resolve",
+                "resolve refused: the caller does not own the sandboxd bus name"
+            );
+            return Err(Error::PermissionDenied(format!(
+                "{} does not own {}: only sandboxd may call Resolve",
+                caller.name,
+                Daemon::Sandbox.bus_name()
+            )));
+        }
         let who = self.who(&caller, true).await;
         let ResolveRequest {
             session,

@@ -20,7 +20,7 @@ use stakpak_proto::LandlockStatus;
 const TARGET_ABI: ABI = ABI::V7;
 
 /// System folders every daemon may read and execute from.
-const SYSTEM_READ: &[&str] = &[
+pub const SYSTEM_READ: &[&str] = &[
     "/usr",
     "/lib",
     "/lib64",

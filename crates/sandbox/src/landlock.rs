@@ -79,10 +79,15 @@ fn handled_fs(abi: i32) -> u64 {
     fs
 }
 
-/// Builds a ruleset: read and execute everywhere, every handled right below each of
-/// `writable`, read and write on `/dev/null`; on ABI 6 and later, signals and abstract
-/// unix sockets are scoped to the sandbox's own domain.
-pub fn build(abi: i32, writable: &[&Path]) -> Result<OwnedFd, SandboxError> {
+/// Builds a ruleset: listing directories everywhere, reading and executing below each of
+/// `readable` (directories or files), every handled right below each of `writable`, read
+/// and write on `/dev/null`; on ABI 6 and later, signals and abstract unix sockets are
+/// scoped to the sandbox's own domain.
+pub fn build(
+    abi: i32,
+    writable: &[&Path],
+    readable: &[std::path::PathBuf],
+) -> Result<OwnedFd, SandboxError> {
     let fs = handled_fs(abi);
     let attr = RulesetAttr {
         handled_access_fs: fs,
@@ -112,7 +117,21 @@ pub fn build(abi: i32, writable: &[&Path]) -> Result<OwnedFd, SandboxError> {
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd) };
 
     let file_rights = EXECUTE | WRITE_FILE | READ_FILE | (fs & (TRUNCATE | IOCTL_DEV));
-    add_rule(&ruleset, Path::new("/"), EXECUTE | READ_FILE | READ_DIR)?;
+    add_rule(&ruleset, Path::new("/"), READ_DIR)?;
+    for path in readable {
+        let rights = if path.is_dir() {
+            EXECUTE | READ_FILE | READ_DIR
+        } else {
+            EXECUTE | READ_FILE
+        };
+        match add_rule(&ruleset, path, rights) {
+            Ok(()) => {}
+            // Gone between listing and opening, or a socket or fifo Landlock does not take:
+            // not granting it is the safe side.
+            Err(SandboxError::LandlockPath { .. }) if !path.is_dir() || !path.exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
     add_rule(
         &ruleset,
         Path::new("/dev/null"),

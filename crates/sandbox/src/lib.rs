@@ -56,6 +56,7 @@
 mod child;
 pub mod docker;
 mod landlock;
+mod readable;
 mod seccomp;
 
 use std::collections::BTreeMap;
@@ -152,6 +153,14 @@ pub struct SandboxConfig {
     pub pids_cgroup: Option<PathBuf>,
     /// Bytes kept of each of stdout and stderr.
     pub output_cap: usize,
+    /// What the child may read and execute; empty: everything (`/`). A caller that is itself
+    /// Landlock-restricted passes what it may read (the child cannot read more anyway, and
+    /// the hidden paths are carved out by listing directories the caller can list).
+    pub read_roots: Vec<PathBuf>,
+    /// Paths below `read_roots` where the child may read nothing (the suite's configuration,
+    /// daemon states, backups): see `readable.rs`. Names inside stay listable, contents do
+    /// not; the workspace and tmp stay usable even below one.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// One command to run.
@@ -285,7 +294,17 @@ impl Sandbox {
         }
 
         let ruleset = if self.abi > 0 {
-            Some(landlock::build(self.abi, &[&cfg.workspace, &cfg.tmp])?)
+            let roots = if cfg.read_roots.is_empty() {
+                vec![PathBuf::from("/")]
+            } else {
+                cfg.read_roots.clone()
+            };
+            let readable = readable::expand(&roots, &cfg.hidden);
+            Some(landlock::build(
+                self.abi,
+                &[&cfg.workspace, &cfg.tmp],
+                &readable,
+            )?)
         } else {
             None
         };
@@ -333,7 +352,7 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs.as_raw_fd()),
             ruleset: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
             pid_namespace: true,
-            seccomp: seccomp::Filter::build(),
+            seccomp: seccomp::Filter::build(cfg.network == Network::None),
         };
 
         let mut command = std::process::Command::new("/bin/sh");

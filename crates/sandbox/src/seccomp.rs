@@ -24,6 +24,11 @@
 //!   - mounts (already refused by Landlock; belt and braces): `mount`, `umount2`,
 //!     `pivot_root`, `move_mount`, `open_tree`, `fsopen`, `fsmount`, `fsconfig`, `fspick`,
 //!     `mount_setattr`.
+//! - With `deny_unix_sockets` (the sandbox does this for network `none`), `EPERM` for
+//!   `socket(AF_UNIX, …)`: a named unix socket is a file, so neither the network namespace
+//!   nor Landlock (before the kernel's unix-socket right) keeps a command from connecting
+//!   to the suite's bus or another local service. `socketpair` keeps working, so programs
+//!   that talk to their own children over unix sockets still do.
 //! - Everything else is allowed.
 
 use std::io;
@@ -82,8 +87,9 @@ pub const DENIED: &[libc::c_long] = &[
     libc::SYS_mount_setattr,
 ];
 
-/// The last comparison jumps `DENIED.len()` instructions ahead, at most 255.
-const LIST_FITS: () = assert!(DENIED.len() <= 255);
+/// The first comparison jumps `DENIED.len()` plus the socket check's 3 instructions ahead,
+/// at most 255.
+const LIST_FITS: () = assert!(DENIED.len() + 3 <= 255);
 
 /// A compiled filter, ready to install.
 pub struct Filter {
@@ -116,8 +122,9 @@ const LOAD_WORD: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const RET: u32 = libc::BPF_RET | libc::BPF_K;
 
 impl Filter {
-    /// The program for [`DENIED`] on this architecture.
-    pub fn build() -> Filter {
+    /// The program for [`DENIED`] on this architecture, and for `socket(AF_UNIX, …)` when
+    /// `deny_unix_sockets` is set.
+    pub fn build(deny_unix_sockets: bool) -> Filter {
         // Offsets into `struct seccomp_data`, the input of the program.
         let arch = offset_of!(libc::seccomp_data, arch) as u32;
         let nr = offset_of!(libc::seccomp_data, nr) as u32;
@@ -146,6 +153,27 @@ impl Filter {
             ),
             kill,
         ]);
+        // The `socket` check after the list: not `socket` → ALLOW; its first argument (the
+        // low word of args[0]; the domain is an int) AF_UNIX → EPERM, else ALLOW.
+        let unix_check = if deny_unix_sockets {
+            vec![
+                jump(
+                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                    libc::SYS_socket as u32,
+                    0,
+                    2,
+                ),
+                stmt(LOAD_WORD, offset_of!(libc::seccomp_data, args) as u32),
+                jump(
+                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                    libc::AF_UNIX as u32,
+                    1,
+                    0,
+                ),
+            ]
+        } else {
+            Vec::new()
+        };
         // One comparison per denied syscall, each jumping to the EPERM return after the
         // final ALLOW (jump offsets are 8 bits: see `LIST_FITS`).
         let n = DENIED.len();
@@ -153,10 +181,11 @@ impl Filter {
             p.push(jump(
                 libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
                 sys as u32,
-                (n - i) as u8,
+                (n - i + unix_check.len()) as u8,
                 0,
             ));
         }
+        p.extend(unix_check);
         p.push(stmt(RET, libc::SECCOMP_RET_ALLOW));
         p.push(stmt(
             RET,
@@ -198,7 +227,12 @@ mod tests {
 
     #[test]
     fn every_jump_lands_inside_the_program_and_it_ends_in_returns() {
-        let f = Filter::build();
+        for deny_unix in [false, true] {
+            check_jumps(&Filter::build(deny_unix));
+        }
+    }
+
+    fn check_jumps(f: &Filter) {
         let len = f.program.len();
         for (i, ins) in f.program.iter().enumerate() {
             if u32::from(ins.code) & 0x07 == libc::BPF_JMP {
@@ -261,7 +295,7 @@ mod tests {
             #[allow(unsafe_code)]
             let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             assert_eq!(rc, 0);
-            Filter::build().install().unwrap();
+            Filter::build(false).install().unwrap();
             (before, calls())
         })
         .join()
@@ -281,5 +315,43 @@ mod tests {
                 .collect();
             assert_eq!(refused, Vec::<&str>::new());
         }
+    }
+
+    /// With `deny_unix_sockets`: `socket(AF_UNIX, …)` answers EPERM; other families and
+    /// `socketpair(AF_UNIX, …)` still work.
+    #[test]
+    fn unix_sockets_can_be_refused_while_socketpairs_work() {
+        let results = std::thread::spawn(|| {
+            // SAFETY: sets no_new_privs on this thread only.
+            #[allow(unsafe_code)]
+            let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            assert_eq!(rc, 0);
+            Filter::build(true).install().unwrap();
+            let unix = rustix::net::socket(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                None,
+            )
+            .map(drop);
+            let inet = rustix::net::socket(
+                rustix::net::AddressFamily::INET,
+                rustix::net::SocketType::DGRAM,
+                None,
+            )
+            .map(drop);
+            let pair = rustix::net::socketpair(
+                rustix::net::AddressFamily::UNIX,
+                rustix::net::SocketType::STREAM,
+                rustix::net::SocketFlags::CLOEXEC,
+                None,
+            )
+            .map(drop);
+            (unix, inet, pair)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(results.0, Err(rustix::io::Errno::PERM));
+        assert_eq!(results.1, Ok(()));
+        assert_eq!(results.2, Ok(()));
     }
 }

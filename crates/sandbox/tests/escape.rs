@@ -69,6 +69,8 @@ impl Fixture {
             pids_cgroup: cgroup.as_ref().map(|c| c.dir.clone()),
             bind_tmp: true,
             output_cap: 64 * 1024,
+            read_roots: Vec::new(),
+            hidden: Vec::new(),
         })
         .unwrap();
         Self {
@@ -898,6 +900,8 @@ fn pid_namespace_and_seccomp_hold_under_a_landlock_restricted_caller() {
         pids_cgroup: None,
         bind_tmp: false,
         output_cap: 64 * 1024,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
     })
     .unwrap();
     let dir = base.path().to_path_buf();
@@ -1039,6 +1043,8 @@ fn bad_configs_and_commands_are_refused() {
         pids_cgroup: None,
         bind_tmp: true,
         output_cap: 1,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
     })
     .unwrap_err();
     assert_eq!(
@@ -1078,6 +1084,8 @@ fn output_past_the_cap_is_counted_not_kept() {
         pids_cgroup: None,
         bind_tmp: true,
         output_cap: 4,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
     })
     .unwrap();
     let out = sandbox

@@ -50,6 +50,8 @@ fn config(base: &Path, bind_tmp: bool) -> SandboxConfig {
         require_landlock: true,
         pids_cgroup: None,
         output_cap: 4096,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
     }
 }
 
