@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use stakpak_proto::{ExecRequest, SandboxProxy, zbus};
+use stakpak_proto::{ExecRequest, SandboxProxy};
 use stakpak_testkit::EmbeddedSuite;
 
 const DOCKER_IMAGE: &str = "stakpak-sandbox-test:latest";
@@ -78,16 +78,8 @@ fn main() {
 
     // The whole path over the bus.
     let suite = EmbeddedSuite::builder().start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let conn = rt.block_on(async {
-        zbus::connection::Builder::address(suite.bus_address().as_str())
-            .build()
-            .await
-            .unwrap()
-    });
+    let rt = stakpak_testkit::runtime();
+    let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
     let proxy = rt.block_on(SandboxProxy::new(&conn)).unwrap();
     let request = ExecRequest {
         session: "bench".into(),

@@ -17,12 +17,7 @@ fn new_dirs() -> DaemonDirs {
     DaemonDirs::new("stakpak-daemon-")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use stakpak_testkit::runtime;
 
 /// Starts a daemon and waits until its name is on the bus.
 fn start(

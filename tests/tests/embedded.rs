@@ -11,12 +11,7 @@ use stakpak_proto::{
 };
 use stakpak_testkit::{EmbeddedSuite, wait_until};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use stakpak_testkit::runtime;
 
 async fn connect(address: &str) -> zbus::Connection {
     zbus::connection::Builder::address(address)

@@ -10,24 +10,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, zbus};
+use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy};
 use stakpak_testkit::{EmbeddedSuite, files_below, random_string};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use stakpak_testkit::runtime;
 
 /// Calls `Exec` straight over the suite's bus, as any bus peer could.
 fn exec(suite: &EmbeddedSuite, session: &str, command: &str) -> Result<ExecReply, Error> {
     let rt = runtime();
+    let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
     rt.block_on(async {
-        let conn = zbus::connection::Builder::address(suite.bus_address().as_str())
-            .build()
-            .await
-            .unwrap();
         let proxy = SandboxProxy::new(&conn).await.unwrap();
         proxy
             .exec(ExecRequest {
@@ -231,11 +223,8 @@ fn children_get_a_private_tmpdir_and_a_read_only_tmp() {
 
 fn exec_on(suite: &EmbeddedSuite, network: &str, command: &str) -> ExecReply {
     let rt = runtime();
+    let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
     rt.block_on(async {
-        let conn = zbus::connection::Builder::address(suite.bus_address().as_str())
-            .build()
-            .await
-            .unwrap();
         let proxy = SandboxProxy::new(&conn).await.unwrap();
         proxy
             .exec(ExecRequest {

@@ -7,10 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::Write,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::PathBuf,
-    process::Stdio,
 };
 
 use stakpak_proto::{ChangeInfo, Error, SandboxProxy, ViewReply, ViewRequest, WardenProxy, zbus};
@@ -24,16 +22,8 @@ struct Client {
 
 impl Client {
     fn new(suite: &EmbeddedSuite) -> Client {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let conn = rt.block_on(async {
-            zbus::connection::Builder::address(suite.bus_address().as_str())
-                .build()
-                .await
-                .unwrap()
-        });
+        let rt = stakpak_testkit::runtime();
+        let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
         Client { rt, conn }
     }
 
@@ -255,20 +245,7 @@ fn secrets_are_written_but_never_shown_and_the_warden_is_enforced() {
             28
         )
     );
-    let mut child = suite
-        .stakpak_command(&["secret", "set", "CANARY"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(canary.as_bytes())
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    suite.set_secret("CANARY", &canary);
 
     // Create resolves the placeholder: the file holds the value.
     client

@@ -15,13 +15,6 @@ use stakpak_audit::AuditLog;
 use stakpak_proto::{ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo, zbus};
 use stakpak_testkit::{EmbeddedSuite, files_below, processes_named, random_string, wait_until};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A client of the suite's sandboxd, as any bus peer could be.
 struct Client {
     rt: tokio::runtime::Runtime,
@@ -30,13 +23,8 @@ struct Client {
 
 impl Client {
     fn new(suite: &EmbeddedSuite) -> Self {
-        let rt = runtime();
-        let conn = rt.block_on(async {
-            zbus::connection::Builder::address(suite.bus_address().as_str())
-                .build()
-                .await
-                .unwrap()
-        });
+        let rt = stakpak_testkit::runtime();
+        let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
         Client { rt, conn }
     }
 
@@ -285,9 +273,14 @@ fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     assert_eq!(exec.stdout, "{{secret:CANARY}}\n");
 
     // The audit trail has both executions with the command as sent, and a sound chain.
+    // (Entries are appended by a writer thread of their own, just after the reply.)
     let audit = AuditLog::open(&suite.state_dir.join("state/sandboxd/audit.db")).unwrap();
+    let records = wait_until(Duration::from_secs(5), || {
+        let records = audit.recent(10).unwrap();
+        (records.len() >= 2).then_some(records)
+    })
+    .expect("two audit entries");
     audit.verify().unwrap();
-    let records = audit.recent(10).unwrap();
     let execs: Vec<_> = records
         .iter()
         .filter(|r| r.source == "sandboxd" && r.kind == "exec")

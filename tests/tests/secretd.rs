@@ -57,21 +57,7 @@ fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn connect(rt: &tokio::runtime::Runtime, address: &str) -> zbus::Connection {
-    rt.block_on(async {
-        zbus::connection::Builder::address(address)
-            .build()
-            .await
-            .unwrap()
-    })
-}
+use stakpak_testkit::{connect, runtime};
 
 /// A connection holding sandboxd's bus name, as sandboxd's own does: only such a caller may
 /// `Resolve` (for tests of a secretd running alone on a private bus).

@@ -116,25 +116,7 @@ fn width(lens: impl Iterator<Item = usize>, header: &str) -> usize {
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
 fn utc_ms(ms: i64) -> String {
-    let unix = ms.div_euclid(1000);
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    crate::secret::utc(ms.div_euclid(1000))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

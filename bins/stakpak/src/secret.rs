@@ -112,8 +112,8 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
         println!(
             "{:<w$}  {:<20}  {:<20}  {consumers}",
             r.name,
-            utc(r.created_unix),
-            utc(r.updated_unix)
+            utc(i64::try_from(r.created_unix).unwrap_or(i64::MAX)),
+            utc(i64::try_from(r.updated_unix).unwrap_or(i64::MAX))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -295,9 +295,9 @@ fn emit(json: bool, stdout: &mut impl Write, kept: &mut Vec<u8>, out: &[u8]) -> 
 }
 
 /// `2025-11-27 02:14:05` (UTC) from seconds since the epoch.
-fn utc(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
+pub(crate) fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
     // Howard Hinnant's days-to-civil.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

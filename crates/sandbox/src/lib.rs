@@ -387,9 +387,14 @@ impl Sandbox {
         let result = collect(&mut child, cmd.timeout, cfg.output_cap, start, cancel, sink);
         // Whatever happened, nothing of this run survives it.
         kill_everything(&child, cgroup.as_ref());
+        let group = Pid::from_child(&child);
         let _ = child.wait();
-        if let Some(cg) = cgroup {
-            cg.remove();
+        match cgroup {
+            Some(cg) => cg.remove(),
+            // Without a cgroup: the pid namespace's init (in the process group) exits only
+            // after the kernel has killed everything else in the namespace, so once the
+            // group is empty, nothing of the run is left.
+            None => wait_group_gone(group),
         }
         let (status, out) = result?;
         Ok(Outcome {
@@ -557,6 +562,20 @@ fn collect(
         }
     }
     Ok((status.unwrap_or(ExitKind::TimedOut), out))
+}
+
+/// Waits (at most a second) until no process of the group `pgid` exists, killing again
+/// what appears.
+fn wait_group_gone(pgid: Pid) {
+    for _ in 0..1000 {
+        match rustix::process::test_kill_process_group(pgid) {
+            Err(rustix::io::Errno::SRCH) => return,
+            _ => {
+                let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// SIGKILL to the child's process group and, when there is one, to every process left in

@@ -15,3 +15,21 @@ pub use bus::{BusOptions, PrivateBus};
 pub use daemon::{DaemonDirs, daemon_command, files_below, random_string};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
 pub use suite::{EmbeddedSuite, SuiteBuilder};
+
+/// A current-thread runtime with timers and I/O, as the daemons use, for blocking tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A new connection to the bus at `address` (a suite's or a private bus's), as any client.
+pub fn connect(rt: &tokio::runtime::Runtime, address: &str) -> stakpak_proto::zbus::Connection {
+    rt.block_on(async {
+        stakpak_proto::zbus::connection::Builder::address(address)
+            .build()
+            .await
+            .expect("a connection to the bus")
+    })
+}
