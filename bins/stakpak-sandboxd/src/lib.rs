@@ -2,8 +2,9 @@
 //!
 //! Serves `dev.stakpak.Sandbox1` through the shared daemon runtime of `stakpak-daemon`.
 //! `Exec` asks the warden, has secretd resolve placeholders, runs the command with the local
-//! sandbox (`stakpak-sandbox`) in `<state>/workspaces/<session>` and passes its output through
-//! secretd's redactor (`exec.rs`).
+//! sandbox (`stakpak-sandbox`) in `<state>/workspaces/<session>`, or in a container of the
+//! Docker backend (`docker.rs`, `[docker]`) with that workspace mounted, and passes its output
+//! through secretd's redactor (`exec.rs`).
 //!
 //! sandboxd restricts itself with Landlock at start-up and its children inherit that domain:
 //! they can write only below its state folder, where the workspaces and private tmps live.
@@ -63,6 +64,9 @@ impl Service for SandboxDaemon {
         if let Some(runs) = config.limits.settle_cgroup() {
             confinement.write.push(runs.to_path_buf());
         }
+        // `[docker]` adds nothing: up to ABI 7 Landlock has no right for connecting to the
+        // engine's named unix socket, and the engine (outside this domain) does the bind
+        // mounts of the workspaces (see `config.rs`, "The Docker backend").
         confinement
     }
 

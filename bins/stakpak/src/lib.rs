@@ -109,9 +109,11 @@ pub enum SandboxCommand {
         /// Working directory, relative to the session workspace.
         #[arg(short = 'w', long = "workdir", value_name = "DIR", default_value = "")]
         workdir: String,
-        /// `none` (own empty network namespace) or `host`.
-        #[arg(long, default_value = "none", value_parser = ["none", "host"])]
-        network: String,
+        /// `none` (own empty network namespace) or `host`; with the Docker backend, the
+        /// container's network (`none`, `host` or `bridge`). Default: `none` locally, the
+        /// configured one in Docker.
+        #[arg(long, value_parser = ["none", "host", "bridge"])]
+        network: Option<String>,
         /// `local` (Landlock and namespaces) or `docker`; default: sandboxd's configured one.
         #[arg(long, value_parser = ["local", "docker"])]
         backend: Option<String>,
@@ -345,7 +347,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let args = sandbox::ExecArgs {
                 session: &session,
                 workdir: &workdir,
-                network: &network,
+                network: network.as_deref().unwrap_or(""),
                 backend: backend.as_deref().unwrap_or(""),
                 timeout,
                 command: command.join(" "),

@@ -1,0 +1,363 @@
+//! sandboxd's Docker backend end to end: commands and background tasks through warden,
+//! secretd, a container of the real engine and the redactor, over the suite's bus and the
+//! CLI.
+//!
+//! These tests need dockerd on /var/run/docker.sock and the image built by
+//! `scripts/docker-test-image.sh` (`STAKPAK_TEST_IMAGE` names another); they fail, never
+//! skip, when either is missing (CI runs `scripts/start-dockerd.sh` first). Each test gives
+//! its containers a name prefix of its own and removes them at the end, also when it fails.
+
+// Test files: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo, zbus};
+use stakpak_testkit::{EmbeddedSuite, processes_named, random_string, wait_until};
+
+fn image() -> String {
+    std::env::var("STAKPAK_TEST_IMAGE").unwrap_or_else(|_| "stakpak-sandbox-test:latest".into())
+}
+
+/// `docker ARGS…`, which must succeed; its stdout.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the docker CLI: {e}"));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed (is dockerd running? scripts/start-dockerd.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The names of the containers made with `prefix`, sorted.
+fn containers(prefix: &str) -> Vec<String> {
+    let label = format!("label=dev.stakpak.sandbox.prefix={prefix}");
+    let mut names: Vec<String> =
+        docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    names.sort();
+    names
+}
+
+/// A container name prefix of one test; its containers are removed on drop.
+struct Prefix(String);
+
+impl Prefix {
+    fn new(test: &str) -> Self {
+        // The engine must answer before anything else: no engine is a failure, not a skip.
+        docker(&["version", "--format", "{{.Server.Version}}"]);
+        docker(&["image", "inspect", "--format", "{{.Id}}", &image()]);
+        Prefix(format!(
+            "stakpak-e2e-{test}-{}-{}",
+            std::process::id(),
+            random_string(b"abcdefghijklmnopqrstuvwxyz0123456789", 6)
+        ))
+    }
+
+    /// `sandboxd.toml` with a `[docker]` section for this prefix; `extra` goes into it.
+    fn config(&self, extra: &str) -> String {
+        format!(
+            "[docker]\nimage = \"{}\"\nname_prefix = \"{}\"\n{extra}",
+            image(),
+            self.0
+        )
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let names = containers(&self.0);
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+}
+
+/// A client of the suite's sandboxd, as any bus peer could be.
+struct Client {
+    rt: tokio::runtime::Runtime,
+    conn: zbus::Connection,
+}
+
+impl Client {
+    fn new(suite: &EmbeddedSuite) -> Self {
+        let rt = stakpak_testkit::runtime();
+        let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
+        Client { rt, conn }
+    }
+
+    fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(&SandboxProxy<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.rt.block_on(async {
+            let proxy = SandboxProxy::new(&self.conn).await.unwrap();
+            f(&proxy).await
+        })
+    }
+
+    fn exec(&self, session: &str, command: &str) -> Result<ExecReply, Error> {
+        self.call(async |p| p.exec(request(session, command)).await)
+    }
+
+    fn start(&self, session: &str, command: &str) -> TaskInfo {
+        self.call(async |p| p.start_task(request(session, command)).await)
+            .unwrap()
+    }
+
+    fn details(&self, id: &str) -> TaskDetails {
+        let id = id.to_string();
+        self.call(async |p| p.task_details(id, 0).await).unwrap()
+    }
+}
+
+/// A request for the Docker backend.
+fn request(session: &str, command: &str) -> ExecRequest {
+    ExecRequest {
+        session: session.into(),
+        command: command.into(),
+        timeout_ms: 60_000,
+        backend: "docker".into(),
+        ..ExecRequest::default()
+    }
+}
+
+fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
+    suite
+        .state_dir
+        .join("state/sandboxd/workspaces")
+        .join(session)
+}
+
+#[test]
+fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
+    let prefix = Prefix::new("path");
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", &prefix.config(""))
+        .start();
+    let client = Client::new(&suite);
+    let canary = format!(
+        "cnry{}",
+        random_string(
+            b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789",
+            28
+        )
+    );
+    suite.set_secret("CANARY", &canary);
+
+    // sandboxd connects to the engine's socket from inside its Landlock domain.
+    let status = suite.status();
+    let sandboxd = status["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["daemon"] == "stakpak-sandboxd")
+        .unwrap()
+        .clone();
+    assert_eq!(sandboxd["landlock"], "enforced", "{sandboxd}");
+
+    let command = r#"printf %s "{{secret:CANARY}}" > got.txt; echo "token {{secret:CANARY}}"; hostname; pwd; echo "$HOME"; echo err >&2; exit 3"#;
+    let reply = client.exec("s1", command).unwrap();
+    assert_eq!(
+        (
+            reply.status.as_str(),
+            reply.code,
+            reply.decision.as_str(),
+            reply.stdout.as_str(),
+            reply.stderr.as_str()
+        ),
+        (
+            "exited",
+            3,
+            "allow",
+            "token {{secret:CANARY}}\nsandbox\n/workspaces/s1\n/workspaces/s1\n",
+            "err\n"
+        ),
+        "{reply:?}"
+    );
+    // The container got the value, in the session's workspace on the host.
+    assert_eq!(
+        std::fs::read_to_string(workspace(&suite, "s1").join("got.txt")).unwrap(),
+        canary
+    );
+    assert_eq!(containers(&prefix.0), std::slice::from_ref(&prefix.0));
+
+    // The CLI takes the same path.
+    let out = suite.stakpak(&["sandbox", "exec", "--backend", "docker", "--", "echo", "hi"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "hi\n"),
+        "{out:?}"
+    );
+    let out = suite.stakpak(&["sandbox", "exec", "--backend", "docker", "--", "hostname"]);
+    assert_eq!(out.stdout, "sandbox\n", "{out:?}");
+
+    // A network the containers do not have is refused, not granted.
+    let mut host = request("s1", "true");
+    host.network = "host".into();
+    let err = client.call(async |p| p.exec(host).await).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("containers have network \"none\" (docker.network)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_warden_refuses_before_the_engine_is_asked_and_a_missing_socket_is_named() {
+    let prefix = Prefix::new("nosock");
+    let socket = "/run/stakpak-no-such-docker.sock";
+    let suite = EmbeddedSuite::builder()
+        .config_file(
+            "sandboxd.toml",
+            &prefix.config(&format!("socket = \"{socket}\"\n")),
+        )
+        .start();
+    let client = Client::new(&suite);
+
+    // Denied by the warden: an answer, although no engine could have run it.
+    let denied = client.exec("s1", "rm -rf /").unwrap();
+    assert_eq!(
+        (denied.status.as_str(), denied.rule.as_str()),
+        ("denied", "fs.rm-root"),
+        "{denied:?}"
+    );
+    // Allowed: the engine is needed, and the error names its socket.
+    let err = client.exec("s1", "echo hi").unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains(socket)),
+        "{err:?}"
+    );
+    // The local backend is not affected.
+    let local = client
+        .call(async |p| {
+            p.exec(ExecRequest {
+                backend: "local".into(),
+                ..request("s1", "echo local")
+            })
+            .await
+        })
+        .unwrap();
+    assert_eq!(local.stdout, "local\n", "{local:?}");
+    assert!(containers(&prefix.0).is_empty());
+}
+
+#[test]
+fn a_missing_image_is_named() {
+    let prefix = Prefix::new("noimage");
+    let missing = format!("stakpak-no-such-image-{}:never", prefix.0);
+    let suite = EmbeddedSuite::builder()
+        .config_file(
+            "sandboxd.toml",
+            &format!(
+                "[exec]\nbackend = \"docker\"\n[docker]\nimage = \"{missing}\"\nname_prefix = \"{}\"\n",
+                prefix.0
+            ),
+        )
+        .start();
+    let client = Client::new(&suite);
+    // The request names no backend: `exec.backend` makes it docker.
+    let err = client
+        .call(async |p| {
+            p.exec(ExecRequest {
+                backend: String::new(),
+                ..request("s1", "echo hi")
+            })
+            .await
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains(&missing)),
+        "{err:?}"
+    );
+    let out = suite.stakpak(&["sandbox", "exec", "--", "echo", "hi"]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains(&missing), "{out:?}");
+}
+
+#[test]
+fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
+    let prefix = Prefix::new("task");
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", &prefix.config(""))
+        .start();
+    let client = Client::new(&suite);
+    let nap = format!(
+        "9{}.{}",
+        random_string(b"123456789", 5),
+        random_string(b"123456789", 6)
+    );
+    let info = client.start(
+        "t1",
+        &format!("echo started; (sleep {nap} &); sleep {nap}; echo never"),
+    );
+    assert_eq!(info.state, "running", "{info:?}");
+
+    // The container's processes are the host's to see.
+    let found = wait_until(Duration::from_secs(20), || {
+        (processes_named(&nap).len() >= 2).then_some(())
+    });
+    assert!(found.is_some(), "the task's processes did not start");
+    let details = wait_until(Duration::from_secs(10), || {
+        let d = client.details(&info.id);
+        d.tail.contains("started").then_some(d)
+    })
+    .expect("the tail never showed the output");
+    assert_eq!(details.tail, "started\n");
+
+    let id = info.id.clone();
+    let cancelled = client.call(async |p| p.cancel_task(id).await).unwrap();
+    assert_eq!(cancelled.state, "cancelled", "{cancelled:?}");
+    let gone = wait_until(Duration::from_secs(10), || {
+        processes_named(&nap).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "processes survived the cancel: {:?}",
+        processes_named(&nap)
+    );
+    assert_eq!(client.details(&info.id).tail, "started\n");
+    // The container stays for the next command.
+    assert_eq!(containers(&prefix.0), std::slice::from_ref(&prefix.0));
+    assert_eq!(client.exec("t1", "echo after").unwrap().stdout, "after\n");
+}
+
+#[test]
+fn per_session_mode_gives_each_session_its_own_container() {
+    let prefix = Prefix::new("persession");
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", &prefix.config("mode = \"per-session\"\n"))
+        .start();
+    let client = Client::new(&suite);
+
+    for session in ["a", "b"] {
+        let reply = client
+            .exec(
+                session,
+                &format!("echo {session} > mine; ls /workspace; pwd"),
+            )
+            .unwrap();
+        // Each sees only its own workspace.
+        assert_eq!(reply.stdout, "mine\n/workspace\n", "{reply:?}");
+        assert_eq!(
+            std::fs::read_to_string(workspace(&suite, session).join("mine")).unwrap(),
+            format!("{session}\n")
+        );
+    }
+    assert_eq!(
+        containers(&prefix.0),
+        [format!("{}-a", prefix.0), format!("{}-b", prefix.0)]
+    );
+    // The persistent name is not used, and sessions do not share a /tmp.
+    let a = client.exec("a", "echo x > /tmp/a; ls /tmp").unwrap();
+    let b = client.exec("b", "ls /tmp").unwrap();
+    assert_eq!((a.stdout.as_str(), b.stdout.as_str()), ("a\n", ""));
+}
