@@ -310,3 +310,66 @@ fn a_command_cannot_reach_the_vault_the_daemons_state_or_the_bus() {
     let reply = exec_on(&suite, "none", "grep NoNewPrivs /proc/self/status; echo $$");
     assert_eq!(reply.stdout, "NoNewPrivs:\t1\n1\n", "{reply:?}");
 }
+
+#[test]
+fn a_fork_bomb_is_contained_and_sandboxd_stays_healthy() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: sandboxd makes a pids cgroup per command (the CI runs as root)"
+    );
+    let suite = EmbeddedSuite::builder()
+        .config_file("sandboxd.toml", "[limits]\npids = 64\n")
+        .start();
+    let log = std::fs::read_to_string(suite.log_file("sandboxd")).unwrap();
+    assert!(
+        log.contains("cgroup="),
+        "sandboxd found no pids cgroup to use: {log}"
+    );
+    let marker = random_alnum(12);
+    let start = Instant::now();
+    let rt = runtime();
+    let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
+    let reply = rt
+        .block_on(async {
+            let proxy = SandboxProxy::new(&conn).await.unwrap();
+            proxy
+                .exec(ExecRequest {
+                    session: "bomb".into(),
+                    command: format!("bomb_{marker}() {{ bomb_{marker} | bomb_{marker} & }}; bomb_{marker}; sleep 60"),
+                    timeout_ms: 3_000,
+                    ..ExecRequest::default()
+                })
+                .await
+        })
+        .unwrap();
+    assert_eq!(reply.status, "timed-out", "{reply:?}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+
+    // sandboxd answers and runs the next command; nothing of the bomb is left.
+    let status = suite.status();
+    let sandboxd = status["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["daemon"] == "stakpak-sandboxd")
+        .unwrap()
+        .clone();
+    assert_eq!(sandboxd["state"], "running", "{status}");
+    assert_eq!(sandboxd["restarts"], 0, "{status}");
+    assert_eq!(
+        exec(&suite, "bomb", "echo alive").unwrap().stdout,
+        "alive\n"
+    );
+    assert_eq!(
+        stakpak_testkit::processes_named(&format!("bomb_{marker}")),
+        Vec::new(),
+        "processes of the bomb are left"
+    );
+    // Every thread's children: none (the runs are over).
+    let sandboxd_pid = suite.pid_of("stakpak-sandboxd").unwrap();
+    for task in std::fs::read_dir(format!("/proc/{sandboxd_pid}/task")).unwrap() {
+        let children =
+            std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+        assert_eq!(children.trim(), "", "sandboxd still has children");
+    }
+}
