@@ -231,6 +231,27 @@ impl SecretsHandler for Handler {
             .map_err(CoreError::into_wire)
     }
 
+    async fn remember(
+        &self,
+        session: String,
+        rule: String,
+        value: String,
+        caller: Caller,
+    ) -> Result<String, Error> {
+        let who = self.who(&caller, false).await;
+        let value = SecretString::new(value);
+        self.core
+            .ask(|reply| Command::Remember {
+                who,
+                session,
+                rule,
+                value,
+                reply,
+            })
+            .await
+            .map_err(CoreError::into_wire)
+    }
+
     async fn open_stream(&self, session: String, caller: Caller) -> Result<String, Error> {
         if caller.name.is_empty() {
             return Err(Error::PermissionDenied(

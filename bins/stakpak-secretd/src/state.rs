@@ -140,6 +140,13 @@ pub enum Command {
         shell: bool,
         reply: Reply<Resolution>,
     },
+    Remember {
+        who: Who,
+        session: String,
+        rule: String,
+        value: SecretString,
+        reply: Reply<String>,
+    },
     /// A bus peer disconnected: its streams go.
     CallerGone {
         bus_name: String,
@@ -178,6 +185,10 @@ pub enum CoreError {
     },
     #[error("Register needs a session")]
     NoSession,
+    #[error("rule {rule:?} must be 1 to 40 of a-z 0-9 -")]
+    BadRule { rule: String },
+    #[error("a value of {len} bytes is too short to redact reliably (at least {min})")]
+    TooShortToRemember { len: usize, min: usize },
     #[error("no open stream {stream} of this caller")]
     UnknownStream { stream: String },
     #[error("this caller has {max} streams open; close one first")]
@@ -211,6 +222,8 @@ impl CoreError {
             | CoreError::Session(SessionError::InvalidId { .. })
             | CoreError::TooLarge { .. }
             | CoreError::NoSession
+            | CoreError::BadRule { .. }
+            | CoreError::TooShortToRemember { .. }
             | CoreError::UnknownStream { .. } => WireError::InvalidArgument(message),
             CoreError::Vault(VaultError::NotAllowed { .. })
             | CoreError::NotAllowed { .. }
@@ -387,6 +400,15 @@ impl Core {
                 reply,
             } => {
                 let _ = reply.send(self.redact(settings, &who, purpose, session, &text));
+            }
+            Command::Remember {
+                who,
+                session,
+                rule,
+                value,
+                reply,
+            } => {
+                let _ = reply.send(self.remember(&who, &session, &rule, &value));
             }
             Command::OpenStream {
                 who,
@@ -605,6 +627,45 @@ impl Core {
             text: output,
             replaced,
         })
+    }
+
+    fn remember(
+        &mut self,
+        who: &Who,
+        session: &str,
+        rule: &str,
+        value: &SecretString,
+    ) -> Result<String, CoreError> {
+        if rule.is_empty()
+            || rule.len() > 40
+            || !rule
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(CoreError::BadRule {
+                rule: rule.to_string(),
+            });
+        }
+        let len = value.expose().len();
+        if len < DEFAULT_MIN_VALUE_LEN {
+            return Err(CoreError::TooShortToRemember {
+                len,
+                min: DEFAULT_MIN_VALUE_LEN,
+            });
+        }
+        let entry = self.sessions.get(session, &self.key)?;
+        let placeholder = entry.map.placeholder_for(rule, value.expose());
+        // The cached redactor does not know the new value.
+        entry.redactor = None;
+        self.sessions.save(session, &self.key)?;
+        info!(
+            event = "remember",
+            caller = %who.bus_name,
+            session,
+            rule,
+            "value remembered in the session"
+        );
+        Ok(placeholder)
     }
 
     fn open_stream(

@@ -4,8 +4,10 @@
 //! every other command finds a running suite through [`locate`].
 
 pub mod changes;
+pub mod config;
 pub mod locate;
 pub mod policy;
+pub mod run;
 pub mod sandbox;
 pub mod secret;
 pub mod status;
@@ -20,7 +22,13 @@ use crate::suite::{Layout, Options, Placement};
 
 /// stakpak: a DevOps agent that keeps the applications on this server running.
 #[derive(Debug, Parser)]
-#[command(name = "stakpak", version, about, propagate_version = true)]
+#[command(
+    name = "stakpak",
+    version,
+    about,
+    propagate_version = true,
+    subcommand_precedence_over_arg = true
+)]
 pub struct Cli {
     /// Folder of the embedded suite (default: $XDG_RUNTIME_DIR/stakpak).
     #[arg(long, global = true, env = "STAKPAK_STATE_DIR", value_name = "DIR")]
@@ -39,8 +47,15 @@ pub struct Cli {
     )]
     pub bus_address: Option<String>,
 
+    /// A prompt for the agent: run until done (as `stakpak run PROMPT`).
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Option<String>,
+
+    #[command(flatten)]
+    pub run: run::RunArgs,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +97,37 @@ pub enum Command {
     /// Run commands through sandboxd, exactly as the agent does.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Show how a profile of the agent's config.toml resolves; print a sample config.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Give the agent a prompt and follow the session until it stops.
+    Run {
+        /// What to do.
+        prompt: Option<String>,
+        #[command(flatten)]
+        args: run::RunArgs,
+    },
+    /// The agent's sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Every session, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A session's messages and tool calls.
+    Show {
+        /// The session id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,7 +271,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config_dir: absolute(cli.config_dir)?,
     };
     let layout = Layout::resolve(&placement)?;
-    match cli.command {
+    let bus = cli.bus_address.as_deref();
+    let Some(command) = cli.command else {
+        run::check(cli.prompt.as_deref(), &cli.run)?;
+        return run::run(cli.prompt, &cli.run, bus, &layout);
+    };
+    match command {
+        Command::Run { prompt, args } => {
+            run::check(prompt.as_deref(), &args)?;
+            run::run(prompt, &args, bus, &layout)
+        }
+        Command::Sessions(SessionsCommand::List { json }) => run::list(json, bus, &layout),
+        Command::Sessions(SessionsCommand::Show { id, json }) => run::show(&id, json, bus, &layout),
         Command::Up {
             foreground,
             timeout,
@@ -354,6 +411,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             sandbox::exec(&args, cli.bus_address.as_deref(), &layout)
         }
+        Command::Config(cmd) => config::run(cmd, &layout.config_dir),
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -12,8 +12,8 @@ use zbus::OwnedFd;
 
 use crate::{
     Caller, ChangeInfo, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest,
-    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest, TaskDetails, TaskInfo,
-    ViewReply, ViewRequest,
+    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SessionDetail, SessionInfo, SetRequest,
+    StartRequest, TaskDetails, TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
 };
 
 /// Methods every daemon answers.
@@ -25,7 +25,47 @@ pub trait DaemonControl: Send + Sync + 'static {
 }
 
 /// Handler behind `dev.stakpak.Agent1`.
-pub trait AgentHandler: DaemonControl {}
+pub trait AgentHandler: DaemonControl {
+    /// Starts a session (or more of one) and returns at once; its events are signals on
+    /// [`crate::session_path`].
+    fn start(
+        &self,
+        request: StartRequest,
+        caller: Caller,
+    ) -> impl Future<Output = Result<SessionInfo, Error>> + Send;
+    /// Approves waiting tool calls (`ids` empty: all of the session's).
+    fn approve(
+        &self,
+        session: String,
+        ids: Vec<String>,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<ToolCallInfo>, Error>> + Send;
+    /// Rejects waiting tool calls (`ids` empty: all); the model gets `reason`.
+    fn reject(
+        &self,
+        session: String,
+        ids: Vec<String>,
+        reason: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<Vec<ToolCallInfo>, Error>> + Send;
+    /// Stops a session's loop; running tools are cancelled.
+    fn cancel(
+        &self,
+        session: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<SessionInfo, Error>> + Send;
+    /// Every session, newest first.
+    fn list_sessions(&self) -> impl Future<Output = Result<Vec<SessionInfo>, Error>> + Send;
+    /// One session with its messages and tool calls.
+    fn show_session(&self, id: String)
+    -> impl Future<Output = Result<SessionDetail, Error>> + Send;
+    /// Waits until the session is no longer `running` (or `timeout_ms` passed; 0: no limit).
+    fn wait_session(
+        &self,
+        id: String,
+        timeout_ms: u64,
+    ) -> impl Future<Output = Result<SessionInfo, Error>> + Send;
+}
 /// Handler behind `dev.stakpak.Warden1`.
 pub trait WardenHandler: DaemonControl {
     /// Judges one action for the bus peer `caller`.
@@ -90,6 +130,15 @@ pub trait SecretsHandler: DaemonControl {
         request: ResolveRequest,
         caller: Caller,
     ) -> impl Future<Output = Result<ResolveReply, Error>> + Send;
+    /// Keeps a value made outside (a generated password) in a session, under `rule`, and
+    /// returns its placeholder; the value is redacted and resolvable in that session from now.
+    fn remember(
+        &self,
+        session: String,
+        rule: String,
+        value: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
 }
 /// Handler behind `dev.stakpak.Sandbox1`. The [`Caller`]'s connection is the daemon's own,
 /// for its calls to warden and secretd.
@@ -207,6 +256,90 @@ impl<H: AgentHandler> AgentInterface<H> {
     async fn reload(&self) -> Result<(), Error> {
         self.0.reload().await
     }
+
+    /// Starts a session, or continues one; returns at once.
+    async fn start(
+        &self,
+        request: StartRequest,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<SessionInfo, Error> {
+        self.0.start(request, caller(&header, connection)).await
+    }
+
+    /// Approves waiting tool calls (all when `ids` is empty).
+    async fn approve(
+        &self,
+        session: String,
+        ids: Vec<String>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<ToolCallInfo>, Error> {
+        self.0
+            .approve(session, ids, caller(&header, connection))
+            .await
+    }
+
+    /// Rejects waiting tool calls (all when `ids` is empty).
+    async fn reject(
+        &self,
+        session: String,
+        ids: Vec<String>,
+        reason: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<Vec<ToolCallInfo>, Error> {
+        self.0
+            .reject(session, ids, reason, caller(&header, connection))
+            .await
+    }
+
+    /// Stops a session.
+    async fn cancel(
+        &self,
+        session: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<SessionInfo, Error> {
+        self.0.cancel(session, caller(&header, connection)).await
+    }
+
+    /// Every session, newest first.
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        self.0.list_sessions().await
+    }
+
+    /// A session with its messages and tool calls.
+    async fn show_session(&self, id: String) -> Result<SessionDetail, Error> {
+        self.0.show_session(id).await
+    }
+
+    /// Waits until the session is not `running`, at most `timeout_ms` (0: no limit).
+    async fn wait_session(&self, id: String, timeout_ms: u64) -> Result<SessionInfo, Error> {
+        self.0.wait_session(id, timeout_ms).await
+    }
+
+    /// Streamed assistant text of a session (on the session's path).
+    #[zbus(signal)]
+    pub async fn text_delta(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        session: &str,
+        text: &str,
+    ) -> zbus::Result<()>;
+
+    /// A tool call was proposed or changed state (waiting for approval, running, done, …).
+    #[zbus(signal)]
+    pub async fn tool_call(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        call: ToolCallInfo,
+    ) -> zbus::Result<()>;
+
+    /// The session changed state (finished, paused, waiting for approval, …), with its usage.
+    #[zbus(signal)]
+    pub async fn session_changed(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        info: SessionInfo,
+    ) -> zbus::Result<()>;
 }
 
 /// `dev.stakpak.Warden1`: the policy decision point.
@@ -358,6 +491,20 @@ impl<H: SecretsHandler> SecretsInterface<H> {
     ) -> Result<Vec<u8>, Error> {
         self.0
             .close_stream(stream, caller(&header, connection))
+            .await
+    }
+
+    /// Keeps a value in a session's map and returns its placeholder.
+    async fn remember(
+        &self,
+        session: String,
+        rule: String,
+        value: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.0
+            .remember(session, rule, value, caller(&header, connection))
             .await
     }
 

@@ -6,6 +6,7 @@
 //! `*Proxy` types. Interfaces are versioned by name (`dev.stakpak.Warden1`): an incompatible
 //! change gets a new name, never a changed signature.
 
+mod agent;
 mod error;
 mod interfaces;
 mod names;
@@ -14,6 +15,10 @@ mod secrets;
 mod status;
 mod warden;
 
+pub use agent::{
+    MessageInfo, SessionDetail, SessionInfo, StartRequest, ToolCallInfo, session_path,
+    session_state,
+};
 pub use error::{ERROR_PREFIX, Error};
 pub use interfaces::{
     AgentHandler, AgentInterface, AgentProxy, DaemonControl, SandboxHandler, SandboxInterface,

@@ -7,12 +7,14 @@
 mod binaries;
 mod bus;
 mod daemon;
+mod llm;
 mod process;
 mod suite;
 
 pub use binaries::{bin, bin_dir};
 pub use bus::{BusOptions, PrivateBus};
 pub use daemon::{DaemonDirs, daemon_command, files_below, random_string};
+pub use llm::{LlmDouble, Recorded, Reply, Turn};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
 pub use suite::{EmbeddedSuite, SuiteBuilder};
 

@@ -330,6 +330,14 @@ impl Supervisor {
             .arg(layout.runtime_dir(daemon))
             .env("NOTIFY_SOCKET", layout.notify_socket(daemon))
             .env("WATCHDOG_USEC", self.opts.watchdog.as_micros().to_string());
+        if daemon == Daemon::Agent {
+            // LLM keys from the environment of `stakpak up` reach the agent alone.
+            for (key, value) in std::env::vars_os() {
+                if key.to_str().is_some_and(|k| k.ends_with("_API_KEY")) {
+                    cmd.env(key, value);
+                }
+            }
+        }
         let mut child = cmd.spawn()?;
         slot.generation += 1;
         slot.pid = child.id();

@@ -1,0 +1,317 @@
+//! The agent end to end: the embedded suite, the real `stakpak` CLI, and the LLM double in
+//! both wire formats. A multi-turn session creates and edits a file, runs commands, meets a
+//! warden denial and recovers, waits for an approval given through the CLI, and finishes;
+//! canaries never reach the model, the session database or the logs.
+
+// Test files: a panic is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::json;
+use stakpak_testkit::{EmbeddedSuite, LlmDouble, Turn, files_below, random_string, wait_until};
+
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    OpenAi,
+    Anthropic,
+}
+
+const KEY: &str = "sk-test-key-0123456789abcdef";
+
+/// A suite whose default profile talks to `double` in `format`; the key comes from the
+/// credential file (Anthropic) or none is needed (an OpenAI-compatible custom endpoint).
+fn suite_for(double: &LlmDouble, format: Format, extra: &str) -> EmbeddedSuite {
+    let provider = match format {
+        Format::OpenAi => format!(
+            "[profiles.default.providers.double]\ntype = \"custom\"\napi_endpoint = \"{}\"\n",
+            double.base_url()
+        ),
+        Format::Anthropic => format!(
+            "[profiles.default.providers.double]\ntype = \"anthropic\"\napi_endpoint = \"{}\"\n",
+            double.base_url()
+        ),
+    };
+    let config = format!(
+        "[profiles.default]\nmodel = \"double/test-model\"\nmax_turns = 12\n\
+         auto_approve = [\"create\", \"str_replace\", \"run_command::df\", \"run_command::printf\"]\n{extra}\n{provider}"
+    );
+    let suite = EmbeddedSuite::builder()
+        .config_file("config.toml", &config)
+        .config_file(
+            "credentials.toml",
+            &format!("ANTHROPIC_API_KEY = \"{KEY}\"\n"),
+        )
+        .start();
+    std::fs::set_permissions(
+        suite.config_dir.join("credentials.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    suite
+}
+
+fn double_for(format: Format, script: Vec<Turn>) -> LlmDouble {
+    match format {
+        Format::OpenAi => LlmDouble::start(script),
+        Format::Anthropic => LlmDouble::with_key(script, KEY),
+    }
+}
+
+/// Starts `stakpak ARGS` and hands its stderr lines to a channel.
+fn spawn_cli(suite: &EmbeddedSuite, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = suite
+        .stakpak_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn session_id(lines: &mpsc::Receiver<String>) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the CLI names its session");
+        if let Some(id) = line.strip_prefix("session ") {
+            return id.split_whitespace().next().unwrap().to_string();
+        }
+    }
+}
+
+fn sessions(suite: &EmbeddedSuite) -> serde_json::Value {
+    let out = suite.stakpak(&["sessions", "list", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn state_of(suite: &EmbeddedSuite, id: &str) -> String {
+    sessions(suite)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| s["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
+    suite
+        .state_dir
+        .join("state/sandboxd/workspaces")
+        .join(session)
+}
+
+fn a_session_that_edits_is_denied_recovers_and_is_approved(format: Format) {
+    let canary_vault = format!(
+        "vlt{}",
+        random_string(b"abcdefghijkmnopqrstuvwxyz23456789", 26)
+    );
+    // A token secretd's rules detect in the prompt.
+    let canary_prompt = format!(
+        "ghp_{}",
+        random_string(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            36
+        )
+    );
+    let script = vec![
+        Turn::tools(vec![
+            (
+                "create",
+                json!({"path": "app.conf", "content": "port=80\nname=web\n"}),
+            ),
+            ("run_command", json!({"command": "df -h /"})),
+        ])
+        .expecting("prepare the config")
+        .expecting("[REDACTED_SECRET:github-pat:"),
+        Turn::tools(vec![(
+            "str_replace",
+            json!({"path": "app.conf", "old_str": "port=80", "new_str": "port=8080"}),
+        )])
+        .expecting("status: exited 0"),
+        Turn::tools(vec![("run_command", json!({"command": "rm -rf /"}))])
+            .expecting("edited app.conf"),
+        Turn::tools(vec![
+            ("run_command", json!({"command": "cat app.conf"})),
+            (
+                "run_command",
+                json!({"command": "printf %s '{{secret:CANARY}}' > token.txt"}),
+            ),
+        ])
+        .expecting("fs.rm-root"),
+        Turn::text("All done: the service now listens on port 8080.").expecting("port=8080"),
+    ];
+    let double = double_for(format, script);
+    let suite = suite_for(&double, format, "");
+    suite.set_secret("CANARY", &canary_vault);
+
+    let prompt = format!("prepare the config of web; the deploy token is {canary_prompt}");
+    let (mut run, lines) = spawn_cli(&suite, &["run", &prompt]);
+    let id = session_id(&lines);
+
+    // The fourth turn's calls are not auto-approved: the session waits.
+    let waiting = wait_until(Duration::from_secs(60), || {
+        (state_of(&suite, &id) == "waiting-approval").then_some(())
+    });
+    assert!(
+        waiting.is_some(),
+        "never waited for approval: {:?}; requests {:#?}",
+        state_of(&suite, &id),
+        double
+            .requests()
+            .iter()
+            .map(|r| r.matched.clone())
+            .collect::<Vec<_>>()
+    );
+    let detail = suite.stakpak(&["sessions", "show", &id, "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&detail.stdout).unwrap();
+    let waiting: Vec<&serde_json::Value> = detail["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "waiting-approval")
+        .collect();
+    // `cat` is not auto-approved; `printf` is, but not with a redirection.
+    assert_eq!(waiting.len(), 2, "{detail:#}");
+    assert!(
+        waiting[0]["arguments"]
+            .as_str()
+            .unwrap()
+            .contains("cat app.conf")
+    );
+    assert_eq!(waiting[0]["approval"], "profile");
+
+    // Approved through the CLI from another process.
+    let approve = suite.stakpak(&["-s", &id, "--approve-all"]);
+    assert_eq!(approve.code, Some(0), "{approve:?}");
+    let status = run.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut run.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{status:?} {stdout}");
+    assert!(stdout.contains("All done"), "{stdout}");
+
+    // What happened, as the session records it.
+    assert_eq!(state_of(&suite, &id), "finished");
+    let out = suite.stakpak(&["sessions", "show", &id, "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let detail: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let calls = detail["tool_calls"].as_array().unwrap();
+    let states: Vec<(String, String)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("create", "done"),
+            ("run_command", "done"),
+            ("str_replace", "done"),
+            ("run_command", "denied"),
+            ("run_command", "done"),
+            ("run_command", "done"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{detail:#}"
+    );
+    assert_eq!(calls[3]["rule"], "fs.rm-root");
+    assert_eq!(
+        std::fs::read_to_string(workspace(&suite, &id).join("app.conf")).unwrap(),
+        "port=8080\nname=web\n"
+    );
+    let text = suite.stakpak(&["sessions", "show", &id]);
+    assert!(text.stdout.contains("finished"), "{text:?}");
+    let listed = suite.stakpak(&["sessions", "list"]);
+    assert!(listed.stdout.contains(&id), "{listed:?}");
+
+    // The command got the vault value...
+    assert_eq!(
+        std::fs::read_to_string(workspace(&suite, &id).join("token.txt")).unwrap(),
+        canary_vault
+    );
+    // ...and no canary reached the model, the session database or a log.
+    let requests = double.requests();
+    assert_eq!(requests.len(), 5);
+    for r in &requests {
+        assert_eq!(r.matched, Ok(()), "{}", r.body);
+        for canary in [&canary_vault, &canary_prompt] {
+            assert!(
+                !r.body.contains(canary.as_str()),
+                "a request holds a canary"
+            );
+        }
+    }
+    for file in files_below(&suite.state_dir) {
+        if file.ends_with("token.txt") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for canary in [&canary_vault, &canary_prompt] {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{} holds a canary",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_session_in_the_openai_format() {
+    a_session_that_edits_is_denied_recovers_and_is_approved(Format::OpenAi);
+}
+
+#[test]
+fn a_session_in_the_anthropic_format() {
+    a_session_that_edits_is_denied_recovers_and_is_approved(Format::Anthropic);
+}
+
+#[test]
+fn pause_on_approval_exits_10_and_approve_all_resumes() {
+    let script = vec![
+        Turn::tools(vec![
+            ("run_command", json!({"command": "echo one > one.txt"})),
+            ("run_command", json!({"command": "echo two > two.txt"})),
+        ]),
+        Turn::text("both written").expecting("status: exited 0"),
+    ];
+    let double = double_for(Format::OpenAi, script);
+    let suite = suite_for(&double, Format::OpenAi, "");
+    let (mut run, lines) = spawn_cli(&suite, &["-a", "--pause-on-approval", "write two files"]);
+    let id = session_id(&lines);
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(10));
+    assert_eq!(state_of(&suite, &id), "paused");
+    assert!(!workspace(&suite, &id).join("one.txt").exists());
+
+    let resumed = suite.stakpak(&["-s", &id, "--approve-all"]);
+    assert_eq!(resumed.code, Some(0), "{resumed:?}");
+    assert_eq!(state_of(&suite, &id), "finished");
+    assert!(workspace(&suite, &id).join("one.txt").exists());
+    assert!(workspace(&suite, &id).join("two.txt").exists());
+}
