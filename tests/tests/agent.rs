@@ -315,3 +315,77 @@ fn pause_on_approval_exits_10_and_approve_all_resumes() {
     assert!(workspace(&suite, &id).join("one.txt").exists());
     assert!(workspace(&suite, &id).join("two.txt").exists());
 }
+
+#[test]
+fn a_killed_agent_resumes_from_the_last_checkpoint() {
+    let script = vec![
+        Turn::tools(vec![("run_command", json!({"command": "df -h /"}))]),
+        // The agent is killed while it waits for this answer.
+        Turn::text("never delivered").after(Duration::from_secs(30)),
+        Turn::text("resumed and finished").expecting("status: exited 0"),
+    ];
+    let double = double_for(Format::OpenAi, script);
+    let suite = suite_for(&double, Format::OpenAi, "");
+    let (mut run, lines) = spawn_cli(&suite, &["run", "check the disk"]);
+    let id = session_id(&lines);
+    // The second request is in flight once the double has seen it.
+    let in_flight = wait_until(Duration::from_secs(60), || {
+        (double.requests().len() >= 2).then_some(())
+    });
+    assert!(in_flight.is_some(), "{:?}", state_of(&suite, &id));
+    let pid = suite.pid_of("stakpak-agent").unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // The CLI sees the agent go and stops with an error.
+    let status = run.wait().unwrap();
+    assert!(!status.success());
+
+    // The supervisor restarts the agent; the session is marked interrupted.
+    let restarted = wait_until(Duration::from_secs(30), || {
+        suite
+            .pid_of("stakpak-agent")
+            .filter(|p| *p != pid)
+            .filter(|_| state_of(&suite, &id) == "interrupted")
+    });
+    assert!(restarted.is_some(), "{}", state_of(&suite, &id));
+
+    let resumed = suite.stakpak(&["-s", &id]);
+    assert_eq!(resumed.code, Some(0), "{resumed:?}");
+    assert!(resumed.stdout.contains("resumed and finished"), "{resumed:?}");
+    assert_eq!(state_of(&suite, &id), "finished");
+    // The resumed request carried the first turn's result from the checkpoint.
+    let requests = double.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[2].matched, Ok(()));
+}
+
+#[test]
+fn bad_tool_arguments_go_back_to_the_model_and_provider_errors_fail_the_session() {
+    let script = vec![
+        Turn::raw_tools(vec![("run_command", "{\"command\": \"df -h")]),
+        Turn::text("fixed it").expecting("not valid JSON"),
+    ];
+    let double = double_for(Format::Anthropic, script);
+    let suite = suite_for(&double, Format::Anthropic, "");
+    let out = suite.stakpak(&["run", "check the disk"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("fixed it"), "{out:?}");
+
+    // A wrong key: the session fails with a message that names the problem, not the key.
+    std::fs::write(
+        suite.config_dir.join("credentials.toml"),
+        "ANTHROPIC_API_KEY = \"sk-wrong-key-000000000000\"\n",
+    )
+    .unwrap();
+    let out = suite.stakpak(&["run", "again"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("failed"), "{out:?}");
+    assert!(
+        out.stderr.to_lowercase().contains("auth") || out.stderr.contains("401"),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("sk-wrong-key"), "{out:?}");
+}
