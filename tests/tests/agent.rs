@@ -354,7 +354,10 @@ fn a_killed_agent_resumes_from_the_last_checkpoint() {
 
     let resumed = suite.stakpak(&["-s", &id]);
     assert_eq!(resumed.code, Some(0), "{resumed:?}");
-    assert!(resumed.stdout.contains("resumed and finished"), "{resumed:?}");
+    assert!(
+        resumed.stdout.contains("resumed and finished"),
+        "{resumed:?}"
+    );
     assert_eq!(state_of(&suite, &id), "finished");
     // The resumed request carried the first turn's result from the checkpoint.
     let requests = double.requests();
@@ -388,4 +391,67 @@ fn bad_tool_arguments_go_back_to_the_model_and_provider_errors_fail_the_session(
         "{out:?}"
     );
     assert!(!out.stderr.contains("sk-wrong-key"), "{out:?}");
+}
+
+#[test]
+fn rulebooks_project_context_generated_passwords_and_questions() {
+    let script = vec![
+        Turn::tools(vec![("generate_password", json!({"length": 20}))])
+            .expecting("stakpak://rulebooks/disk-full")
+            .expecting("Deploys go through make deploy"),
+        Turn::tools(vec![(
+            "ask_user",
+            json!({"question": "Which port should web listen on?"}),
+        )])
+        .expecting("[REDACTED_SECRET:generated-password:"),
+        Turn::text("Using port 8443.").expecting("8443"),
+    ];
+    let double = double_for(Format::OpenAi, script);
+    let suite = suite_for(
+        &double,
+        Format::OpenAi,
+        "[profiles.default.rulebooks]\ninclude = [\"stakpak://rulebooks/disk-*\"]\n",
+    );
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("AGENTS.md"),
+        "Deploys go through make deploy.\n",
+    )
+    .unwrap();
+    let workdir = project.path().display().to_string();
+    let out = suite.stakpak(&["run", "-w", &workdir, "set up web"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the agent asks: Which port should web listen on?"),
+        "{out:?}"
+    );
+    let id = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("session "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(state_of(&suite, &id), "waiting-user");
+    let answered = suite.stakpak(&["-s", &id, "8443"]);
+    assert_eq!(answered.code, Some(0), "{answered:?}");
+    assert!(answered.stdout.contains("Using port 8443."), "{answered:?}");
+    // Only one rulebook was selected, and the password's value never reached the model.
+    let requests = double.requests();
+    assert!(
+        !requests[0]
+            .body
+            .contains("## stakpak://rulebooks/runaway-logs")
+    );
+    assert!(
+        requests[0]
+            .body
+            .contains("## stakpak://rulebooks/disk-full")
+    );
+    for r in &requests {
+        assert_eq!(r.matched, Ok(()), "{}", r.body);
+    }
 }

@@ -428,12 +428,8 @@ impl Run {
         self.store()
             .set_model(&self.id, &profile.name, &model_label)
             .map_err(|e| e.to_string())?;
-        let kind = match profile.provider.kind {
-            stakpak_config::ProviderKind::Anthropic => stakpak_llm::ProviderKind::Anthropic,
-            _ => stakpak_llm::ProviderKind::OpenAi,
-        };
         let mut provider = ProviderConfig::new(
-            kind,
+            profile.provider.kind,
             profile.provider.base_url.clone(),
             profile.provider.api_key.clone(),
         );

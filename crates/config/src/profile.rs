@@ -41,12 +41,9 @@ const RUN_COMMAND: &str = "run_command";
 /// A commented sample configuration, what `stakpak config sample` prints.
 pub const SAMPLE: &str = include_str!("sample.toml");
 
-/// The wire protocol a provider speaks. `custom` providers are OpenAI-compatible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    OpenAi,
-    Anthropic,
-}
+/// The wire protocol a provider speaks (`type = "custom"` speaks OpenAI's), as the LLM
+/// clients name it.
+pub use stakpak_llm::ProviderKind;
 
 /// The `type` of a provider entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +72,7 @@ impl ProviderType {
 
     fn default_endpoint(self) -> Option<&'static str> {
         match self {
-            ProviderType::OpenAi => Some("https://api.openai.com/v1"),
-            ProviderType::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderType::OpenAi | ProviderType::Anthropic => Some(self.kind().default_base_url()),
             ProviderType::Custom => None,
         }
     }

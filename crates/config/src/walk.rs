@@ -70,7 +70,8 @@ pub(crate) fn is_secret_like(key: &str) -> bool {
 pub(crate) fn find_secret(path: &str, table: &Table) -> Option<String> {
     for (key, value) in table {
         let here = join(path, key);
-        if is_secret_like(key) {
+        // A table is a namespace (a profile called `deploy_key`), not a value.
+        if is_secret_like(key) && !value.is_table() {
             return Some(here);
         }
         if let Some(found) = find_secret_in(&here, value) {

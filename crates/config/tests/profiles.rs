@@ -217,6 +217,16 @@ fn without_a_default_profile_all_alone_is_the_default() {
         ),
         ("openai", "gpt-5", "https://api.openai.com/v1")
     );
+    // A profile or provider whose name looks like a credential's is no credential.
+    let config = parse(
+        "[profiles.deploy_key]\nmodel = \"my_token/m\"\n[profiles.deploy_key.providers.my_token]\ntype = \"openai\"\n",
+    )
+    .unwrap();
+    let p = config.profile("deploy_key", &no_env, None).unwrap();
+    assert_eq!(
+        (p.provider_key.as_str(), p.model.as_str()),
+        ("my_token", "m")
+    );
     // A model with a slash whose prefix is no provider goes to the default provider whole.
     let config = parse(
         "[profiles.default]\nprovider = \"vllm\"\nmodel = \"meta-llama/Llama-3.3-70B\"\n[profiles.default.providers.vllm]\ntype = \"custom\"\napi_endpoint = \"http://10.0.0.5:8000/v1\"\n",

@@ -245,6 +245,16 @@ impl SecretsHandler for EchoSecrets {
             env: [("STAKPAK_SECRET_0".to_string(), "v".to_string())].into(),
         })
     }
+
+    async fn remember(
+        &self,
+        session: String,
+        rule: String,
+        value: String,
+        _caller: Caller,
+    ) -> Result<String, Error> {
+        Ok(format!("[REDACTED_SECRET:{rule}:{session}{}]", value.len()))
+    }
 }
 
 async fn secrets_pair() -> (zbus::Connection, zbus::Connection) {
@@ -379,6 +389,13 @@ async fn secrets_calls_round_trip_whole() {
             text: "s1|cmd|true|caller=``".into(),
             env: [("STAKPAK_SECRET_0".to_string(), "v".to_string())].into(),
         }
+    );
+    assert_eq!(
+        secrets
+            .remember("s1".into(), "generated-password".into(), "abcdef".into())
+            .await
+            .unwrap(),
+        "[REDACTED_SECRET:generated-password:s16]"
     );
 }
 
