@@ -42,7 +42,7 @@ fn main() {
 
     let double = LlmDouble::start(Vec::new());
     let config = format!(
-        "[profiles.default]\nmodel = \"double/bench\"\nmax_turns = 100000\n\
+        "[profiles.default]\nmodel = \"double/bench\"\nmax_turns = 10000\n\
          auto_approve = [\"run_command::true\"]\n\
          [profiles.default.providers.double]\ntype = \"custom\"\napi_endpoint = \"{}\"\n",
         double.base_url()

@@ -455,3 +455,24 @@ fn rulebooks_project_context_generated_passwords_and_questions() {
         assert_eq!(r.matched, Ok(()), "{}", r.body);
     }
 }
+
+#[test]
+fn a_session_waiting_for_approval_can_be_cancelled() {
+    let script = vec![Turn::tools(vec![(
+        "run_command",
+        json!({"command": "echo never > never.txt"}),
+    )])];
+    let double = double_for(Format::OpenAi, script);
+    let suite = suite_for(&double, Format::OpenAi, "");
+    let (mut run, lines) = spawn_cli(&suite, &["run", "write a file"]);
+    let id = session_id(&lines);
+    let waiting = wait_until(Duration::from_secs(60), || {
+        (state_of(&suite, &id) == "waiting-approval").then_some(())
+    });
+    assert!(waiting.is_some());
+    let out = suite.stakpak(&["sessions", "cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.trim(), format!("session {id} cancelled"));
+    assert_eq!(run.wait().unwrap().code(), Some(1));
+    assert!(!workspace(&suite, &id).join("never.txt").exists());
+}

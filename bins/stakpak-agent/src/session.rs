@@ -271,9 +271,17 @@ impl Manager {
                 Ok(end) => end,
                 Err(e) => End::State(st::FAILED, e),
             };
-            lock(&this.inner.live).remove(&loop_id);
             info!(session = %loop_id, state, reason = %reason, "session stopped");
-            this.set_state(&conn, &loop_id, state, &reason).await;
+            // The state is stored before the session stops counting as live, and only then
+            // are waiters woken: whoever sees it gone sees its final state.
+            if let Err(e) = lock(&this.inner.store).set_state(&loop_id, state, &reason) {
+                warn!(session = %loop_id, error = %e, "cannot record the session's state");
+            }
+            lock(&this.inner.live).remove(&loop_id);
+            this.bump();
+            if let Ok(info) = this.info(&loop_id) {
+                emit_session(&conn, &info).await;
+            }
         });
         self.info(&id)
     }
@@ -358,7 +366,15 @@ impl Manager {
         }
         if live.is_some() {
             // The loop stops at its next step and records the state itself.
-            let _ = self.wait(id, 10_000).await;
+            let mut changed = self.inner.changed.subscribe();
+            let gone = async {
+                while lock(&self.inner.live).contains_key(id) {
+                    if changed.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), gone).await;
         }
         self.info(id)
     }

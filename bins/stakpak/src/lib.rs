@@ -120,6 +120,11 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stop a running session (its running tools are cancelled).
+    Cancel {
+        /// The session id.
+        id: String,
+    },
     /// A session's messages and tool calls.
     Show {
         /// The session id.
@@ -282,6 +287,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run::run(prompt, &args, bus, &layout)
         }
         Command::Sessions(SessionsCommand::List { json }) => run::list(json, bus, &layout),
+        Command::Sessions(SessionsCommand::Cancel { id }) => run::cancel(&id, bus, &layout),
         Command::Sessions(SessionsCommand::Show { id, json }) => run::show(&id, json, bus, &layout),
         Command::Up {
             foreground,

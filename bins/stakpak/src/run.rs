@@ -402,6 +402,22 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
+/// `stakpak sessions cancel ID`.
+pub fn cancel(id: &str, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
+    let target = locate::locate(bus_address, layout)?;
+    let rt = runtime()?;
+    let info = rt.block_on(async {
+        let conn = target.connect().await?;
+        let agent = AgentProxy::new(&conn).await?;
+        agent
+            .cancel(id.to_string())
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    println!("session {} {}", info.id, info.state);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `stakpak sessions show ID [--json]`.
 pub fn show(
     id: &str,
