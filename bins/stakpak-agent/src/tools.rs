@@ -480,7 +480,7 @@ mod tests {
             (Some("git".into()), Some("status".into()))
         );
         assert_eq!(
-            program_and_subcommand("LANG=C /usr/bin/kubectl -n x get pods"),
+            program_and_subcommand("LANG=C /usr/bin/kubectl get pods -n x"),
             (Some("kubectl".into()), Some("get".into()))
         );
         assert!(is_simple("git status"));
