@@ -5,13 +5,16 @@
 
 pub mod changes;
 pub mod config;
+pub mod doctor;
 pub mod locate;
+pub mod logs;
 pub mod policy;
 pub mod run;
 pub mod sandbox;
 pub mod secret;
 pub mod status;
 pub mod suite;
+pub mod systemd;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -110,6 +113,29 @@ pub enum Command {
     /// The agent's sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Check that the suite can run here and runs well, with a fix for each problem (exit 1
+    /// when a check fails).
+    Doctor {
+        /// Print JSON: an array of checks with name, status, message and fix.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the suite's log lines: the journal when installed, the embedded suite's files
+    /// otherwise.
+    Logs {
+        /// Keep printing new lines until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the last lines to show.
+        #[arg(short = 'n', long = "lines", default_value_t = 50, value_name = "N")]
+        lines: usize,
+        /// Only this component: agent, warden, secretd, sandboxd, schedd, supervisor or bus.
+        #[arg(short = 'c', long, value_name = "COMPONENT")]
+        component: Option<String>,
+        /// Print JSON (installed: journalctl -o json; embedded: one object a line).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +322,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report_json,
         } => {
             let ready_timeout = seconds(timeout, "--timeout")?;
+            if !foreground && systemd::drives(placement.state_dir.is_some()) {
+                systemd::up(ready_timeout)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if suite::is_running(&layout) {
                 println!("stakpak suite already running in {}", layout.root.display());
                 return Ok(ExitCode::SUCCESS);
@@ -319,6 +349,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Down { timeout } => {
+            if systemd::drives(placement.state_dir.is_some()) {
+                systemd::down()?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if suite::down(&layout, seconds(timeout, "--timeout")?)? {
                 println!("stakpak suite stopped");
             } else {
@@ -418,20 +452,55 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sandbox::exec(&args, cli.bus_address.as_deref(), &layout)
         }
         Command::Config(cmd) => config::run(cmd, &layout.config_dir),
+        Command::Doctor { json } => {
+            let explicit_config = placement.config_dir.is_some();
+            doctor::run(json, bus, &layout, explicit_config)
+        }
+        Command::Logs {
+            follow,
+            lines,
+            component,
+            json,
+        } => logs::run(
+            &logs::LogsArgs {
+                follow,
+                lines,
+                component,
+                json,
+            },
+            &layout,
+        ),
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            let report = runtime.block_on(status::report(&target))?;
+            let mut report = runtime.block_on(status::report(&target))?;
+            // Installed: each unit's state as systemd sees it, and its restart count.
+            let units = match target {
+                locate::Target::System => Some(systemd::unit_states()?),
+                _ => None,
+            };
+            if let Some(units) = &units {
+                systemd::merge_restarts(&mut report, units);
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let mut value = serde_json::to_value(&report)?;
+                if let (Some(units), Some(object)) = (&units, value.as_object_mut()) {
+                    object.insert("units".into(), serde_json::to_value(units)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 println!("{}", target.describe());
                 print!("{}", status::render_table(&report));
+                if let Some(units) = &units {
+                    println!();
+                    print!("{}", systemd::render_units(units));
+                }
             }
-            Ok(if report.all_running() {
+            let units_active = units.as_deref().is_none_or(systemd::all_active);
+            Ok(if report.all_running() && units_active {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_NOT_RUNNING)
