@@ -15,6 +15,7 @@
 //! backend = "local"            # a request without `backend`: "local" or "docker" (needs [docker])
 //! read_paths = ["/var/log", "/var/lib/dpkg", "/opt", "/srv"]  # readable besides /usr, /etc, …
 //! hide = ["/srv/private"]      # more folders commands may not read (the suite's own always)
+//! run_as = "stakpak-run"       # the user commands run as; "" for sandboxd's own (see below)
 //! [limits]
 //! pids = 256
 //! memory_bytes = 1073741824
@@ -61,6 +62,17 @@
 //!   governs it would need a rule on `docker.socket`. The engine, outside the domain, does
 //!   the bind mounts, so the workspaces need no right beyond sandboxd's own.
 //!
+//! # The run-as user (`[exec] run_as`)
+//!
+//! Commands of the local sandbox run as this user, resolved through `/etc/passwd` to its uid
+//! and primary gid; each command's workspace and private tmp are handed to it. A name that is
+//! not there is a configuration error naming it; `""` runs commands as sandboxd's own user.
+//! Unset, installed sandboxd uses `stakpak-run` when that user exists and sandboxd may change
+//! uids (`CAP_SETUID` in its effective set: root, or the unit's `AmbientCapabilities=`), and
+//! its own user otherwise. Embedded, unset means sandboxd's own user: the suite, its
+//! workspaces and everything a command leaves behind then belong to whoever ran `stakpak up`,
+//! which keeps file ownership simple for a suite that has no users of its own.
+//!
 //! # The pids cgroup (`[limits] cgroup`)
 //!
 //! `limits.pids` is also `RLIMIT_NPROC`, which does not bind root; a pids cgroup per command
@@ -88,7 +100,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use stakpak_daemon::{DaemonConfig, LogConfig, Paths};
+use stakpak_daemon::{DaemonConfig, LogConfig, Mode, Paths};
 
 /// `sandboxd.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -139,7 +151,16 @@ pub struct ExecConfig {
     /// `prepare`.
     #[serde(skip)]
     pub hidden: Vec<PathBuf>,
+    /// The user commands run as (see the module documentation); `""`: sandboxd's own.
+    pub run_as: Option<String>,
+    /// `run_as` (or its default) as `(uid, gid)`; set in `prepare`.
+    #[serde(skip)]
+    pub run_as_ids: Option<(u32, u32)>,
 }
+
+/// The run-as user of installed sandboxd when `exec.run_as` is unset.
+pub const DEFAULT_RUN_AS: &str = "stakpak-run";
+const PASSWD: &str = "/etc/passwd";
 
 /// The default `exec.env_allow`.
 pub const DEFAULT_ENV_ALLOW: [&str; 10] = [
@@ -175,8 +196,45 @@ impl Default for ExecConfig {
                 .collect(),
             hide: Vec::new(),
             hidden: Vec::new(),
+            run_as: None,
+            run_as_ids: None,
         }
     }
+}
+
+impl ExecConfig {
+    /// Settles `run_as_ids` from `run_as`, the mode, the text of `/etc/passwd` and whether
+    /// this process may change uids.
+    fn settle_run_as(&mut self, mode: Mode, passwd: &str, can_switch: bool) -> Result<(), String> {
+        self.run_as_ids =
+            match self.run_as.as_deref() {
+                Some("") => None,
+                Some(name) => Some(user_ids(passwd, name).ok_or_else(|| {
+                    format!("exec.run_as: there is no user `{name}` (in {PASSWD})")
+                })?),
+                None if mode == Mode::Installed && can_switch => user_ids(passwd, DEFAULT_RUN_AS),
+                None => None,
+            };
+        Ok(())
+    }
+}
+
+/// The uid and primary gid of `name` in the text of `/etc/passwd`.
+fn user_ids(passwd: &str, name: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let (uid, gid) = (f.nth(1)?, f.next()?);
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    })
+}
+
+/// True when this process may change its uid (`CAP_SETUID` effective).
+fn can_switch_users() -> bool {
+    rustix::thread::capabilities(None)
+        .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SETUID))
 }
 
 /// `[limits]`: per command.
@@ -671,6 +729,9 @@ impl DaemonConfig for SandboxdConfig {
         if e.output_cap == 0 {
             return Err("exec.output_cap must be greater than 0".into());
         }
+        let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
+        self.exec
+            .settle_run_as(paths.mode, &passwd, can_switch_users())?;
         self.limits.check_cgroup()?;
         self.check_docker()?;
         Ok(())
@@ -703,6 +764,67 @@ mod tests {
             bad.prepare(&paths).unwrap_err(),
             "files.grep_max_matches must be greater than 0"
         );
+    }
+
+    #[test]
+    fn run_as_resolves_by_name_and_defaults_by_mode() {
+        const PASSWD_TEXT: &str = "root:x:0:0:root:/root:/bin/bash\n\
+            stakpak-run:x:989:988::/:/usr/sbin/nologin\n\
+            ops:x:1000:1000::/home/ops:/bin/bash\n";
+        let settle = |text: &str, mode: Mode, passwd: &str, can_switch: bool| {
+            let mut c: SandboxdConfig = toml::from_str(text).unwrap();
+            c.exec
+                .settle_run_as(mode, passwd, can_switch)
+                .map(|()| c.exec.run_as_ids)
+        };
+        let explicit = "[exec]\nrun_as = \"ops\"\n";
+        let cases: [(&str, Mode, &str, bool, Result<Option<(u32, u32)>, String>); 8] = [
+            ("", Mode::Installed, PASSWD_TEXT, true, Ok(Some((989, 988)))),
+            ("", Mode::Installed, PASSWD_TEXT, false, Ok(None)),
+            (
+                "",
+                Mode::Installed,
+                "root:x:0:0::/:/bin/sh\n",
+                true,
+                Ok(None),
+            ),
+            ("", Mode::Embedded, PASSWD_TEXT, true, Ok(None)),
+            (
+                explicit,
+                Mode::Embedded,
+                PASSWD_TEXT,
+                false,
+                Ok(Some((1000, 1000))),
+            ),
+            (
+                explicit,
+                Mode::Installed,
+                PASSWD_TEXT,
+                true,
+                Ok(Some((1000, 1000))),
+            ),
+            (
+                "[exec]\nrun_as = \"\"\n",
+                Mode::Installed,
+                PASSWD_TEXT,
+                true,
+                Ok(None),
+            ),
+            (
+                "[exec]\nrun_as = \"nobody-here\"\n",
+                Mode::Installed,
+                PASSWD_TEXT,
+                true,
+                Err("exec.run_as: there is no user `nobody-here` (in /etc/passwd)".into()),
+            ),
+        ];
+        for (text, mode, passwd, can_switch, expected) in cases {
+            assert_eq!(
+                settle(text, mode, passwd, can_switch),
+                expected,
+                "{text:?} {mode:?} can_switch={can_switch}"
+            );
+        }
     }
 
     #[test]

@@ -298,7 +298,7 @@ impl Executor {
                 cpu_secs: Some(config.limits.cpu_secs),
                 nofile: Some(config.limits.nofile),
             },
-            run_as: None,
+            run_as: config.exec.run_as_ids,
             require_landlock: config.exec.require_landlock,
             pids_cgroup: config.limits.pids_cgroup(),
             output_cap: config.exec.output_cap,

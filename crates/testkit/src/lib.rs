@@ -8,6 +8,7 @@ mod binaries;
 mod bus;
 mod daemon;
 mod llm;
+mod nspawn;
 mod process;
 mod suite;
 
@@ -15,6 +16,7 @@ pub use binaries::{bin, bin_dir};
 pub use bus::{BusOptions, PrivateBus};
 pub use daemon::{DaemonDirs, daemon_command, files_below, random_string};
 pub use llm::{LlmDouble, Recorded, Reply, Turn};
+pub use nspawn::{Container, ContainerBuilder, nspawn_rootfs};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
 pub use suite::{EmbeddedSuite, SuiteBuilder};
 
