@@ -258,11 +258,19 @@ async fn dbus_daemon_loads_the_policies_and_activation_files() {
   <listen>unix:path={socket}</listen>
   <auth>EXTERNAL</auth>
   <servicedir>{services}</servicedir>
+  <!-- The system bus's default context (system.conf): calls denied unless allowed. -->
   <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
-    <allow send_destination="org.freedesktop.DBus"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
   </policy>
 {includes}</busconfig>
 "#,

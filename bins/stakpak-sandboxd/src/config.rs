@@ -778,7 +778,14 @@ mod tests {
                 .map(|()| c.exec.run_as_ids)
         };
         let explicit = "[exec]\nrun_as = \"ops\"\n";
-        let cases: [(&str, Mode, &str, bool, Result<Option<(u32, u32)>, String>); 8] = [
+        type Case<'a> = (
+            &'a str,
+            Mode,
+            &'a str,
+            bool,
+            Result<Option<(u32, u32)>, String>,
+        );
+        let cases: [Case<'_>; 8] = [
             ("", Mode::Installed, PASSWD_TEXT, true, Ok(Some((989, 988)))),
             ("", Mode::Installed, PASSWD_TEXT, false, Ok(None)),
             (
