@@ -756,8 +756,10 @@ impl Core {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(path_error(&shown, e)),
                     }
-                    parent = open_beneath(&ws, &prefix, OFlags::RDONLY | OFlags::DIRECTORY)
+                    let child = open_beneath(&ws, &prefix, OFlags::RDONLY | OFlags::DIRECTORY)
                         .map_err(|e| path_error(&shown, e))?;
+                    give_to_owner_of(&parent, &child);
+                    parent = child;
                 }
                 Err(Errno::NOENT) => missing.push(comp),
                 Err(e) => return Err(path_error(&shown, e)),
@@ -1273,6 +1275,7 @@ pub(crate) fn write_atomic(
         let mut file = std::fs::File::from(fd);
         file.write_all(bytes)?;
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode & 0o777))?;
+        give_to_owner_of(parent, &file);
         file.sync_all()?;
         rustix::fs::renameat(parent, tmp.as_str(), parent, name)?;
         Ok(())
@@ -1283,6 +1286,24 @@ pub(crate) fn write_atomic(
     }
     rustix::fs::fsync(parent)?;
     Ok(())
+}
+
+/// Hands a file or folder sandboxd just made to the owner of the folder it was made in, so
+/// that what the file tools write belongs, like the workspace, to the user commands run as
+/// (installed: `stakpak-run`). Nothing to do when that is sandboxd itself; a failure leaves
+/// sandboxd the owner, which only costs commands access, never a secret.
+fn give_to_owner_of(folder: &impl AsFd, made: &impl AsFd) {
+    let Ok(st) = rustix::fs::fstat(folder) else {
+        return;
+    };
+    if st.st_uid == rustix::process::geteuid().as_raw() {
+        return;
+    }
+    let _ = rustix::fs::fchown(
+        made,
+        Some(rustix::process::Uid::from_raw(st.st_uid)),
+        Some(rustix::process::Gid::from_raw(st.st_gid)),
+    );
 }
 
 fn random_hex(n: usize) -> std::io::Result<String> {
