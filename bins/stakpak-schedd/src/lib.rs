@@ -1,11 +1,27 @@
 //! `stakpak-schedd`: the autopilot triggers: schedules, check scripts, channels, notifications.
 //!
 //! Serves `dev.stakpak.Scheduler1` through the shared daemon runtime of `stakpak-daemon`.
+//! Schedules come from `autopilot.toml` (`config.rs`) and from `AddSchedule`; they and their
+//! runs live in `<state>/schedd.db` (`store.rs`). One loop (`scheduler.rs`) sleeps until the
+//! earliest firing; a run (`runner.rs`) asks sandboxd to run the check and the agent to run
+//! the session, since schedd itself executes nothing. How a run's end reaches people is the
+//! [`notify::Notifier`] hook.
 
+mod config;
 mod dbus;
+pub mod notify;
+mod runner;
+mod schedule;
+mod scheduler;
+mod slack;
+mod store;
 
-use stakpak_daemon::{BaseConfig, ServeContext, ServeError, Service};
+use std::sync::Arc;
+
+use stakpak_daemon::{ServeContext, ServeError, Service, StateError};
 use stakpak_proto::{Daemon, SchedulerInterface};
+
+pub use config::ScheddConfig;
 
 /// The daemon as the shared runtime sees it.
 #[derive(Debug)]
@@ -13,15 +29,27 @@ pub struct SchedulerDaemon;
 
 impl Service for SchedulerDaemon {
     const DAEMON: Daemon = Daemon::Scheduler;
-    type Config = BaseConfig;
+    type Config = ScheddConfig;
 
     async fn serve(
-        ctx: ServeContext<BaseConfig>,
+        ctx: ServeContext<ScheddConfig>,
         builder: stakpak_proto::zbus::connection::Builder<'static>,
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
+        let db = ctx.paths.state_dir.join("schedd.db");
+        let store = store::Store::open(&db).map_err(|e| StateError(e.to_string()))?;
+        let mut core = scheduler::Core::new(
+            store,
+            runner::Runner::new(runner::bus_address()),
+            Arc::new(notify::LogNotifier),
+        );
+        let current = ctx.config.borrow().clone();
+        core.load(&current.autopilot, scheduler::now_ms())
+            .map_err(|e| StateError(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(core.run(rx, ctx.config.clone()));
         Ok(builder.serve_at(
             Self::DAEMON.object_path(),
-            SchedulerInterface(dbus::Handler::new(ctx.control)),
+            SchedulerInterface(dbus::Handler::new(ctx.control, tx)),
         ))
     }
 }

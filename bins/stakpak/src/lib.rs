@@ -3,6 +3,7 @@
 //! `up`, `down` and `status` manage the embedded suite (or report on the installed one);
 //! every other command finds a running suite through [`locate`].
 
+pub mod autopilot;
 pub mod changes;
 pub mod config;
 pub mod doctor;
@@ -120,6 +121,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Autopilot: schedules that wake the agent, their runs, the scheduler's status.
+    #[command(subcommand)]
+    Autopilot(autopilot::AutopilotCommand),
     /// Show the suite's log lines: the journal when installed, the embedded suite's files
     /// otherwise.
     Logs {
@@ -452,6 +456,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sandbox::exec(&args, cli.bus_address.as_deref(), &layout)
         }
         Command::Config(cmd) => config::run(cmd, &layout.config_dir),
+        Command::Autopilot(cmd) => autopilot::run(cmd, bus, &layout),
         Command::Doctor { json } => {
             let explicit_config = placement.config_dir.is_some();
             doctor::run(json, bus, &layout, explicit_config)

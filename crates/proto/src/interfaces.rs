@@ -12,8 +12,9 @@ use zbus::OwnedFd;
 
 use crate::{
     Caller, ChangeInfo, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest,
-    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SessionDetail, SessionInfo, SetRequest,
-    StartRequest, TaskDetails, TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
+    RedactReply, ResolveReply, ResolveRequest, RunInfo, ScheduleInfo, ScheduleSpec,
+    SchedulerStatus, SecretInfo, SessionDetail, SessionInfo, SetRequest, StartRequest, TaskDetails,
+    TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
 };
 
 /// Methods every daemon answers.
@@ -234,7 +235,41 @@ pub trait SandboxHandler: DaemonControl {
     ) -> impl Future<Output = Result<ChangeInfo, Error>> + Send;
 }
 /// Handler behind `dev.stakpak.Scheduler1`.
-pub trait SchedulerHandler: DaemonControl {}
+pub trait SchedulerHandler: DaemonControl {
+    /// Adds a schedule (stored in schedd's database); a taken name is an error.
+    fn add_schedule(
+        &self,
+        spec: ScheduleSpec,
+    ) -> impl Future<Output = Result<ScheduleInfo, Error>> + Send;
+    /// Removes a schedule added through `AddSchedule`; its history stays.
+    fn remove_schedule(&self, name: String) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Enables or disables a schedule.
+    fn enable_schedule(
+        &self,
+        name: String,
+        enabled: bool,
+    ) -> impl Future<Output = Result<ScheduleInfo, Error>> + Send;
+    /// Every schedule with its next firing and last run.
+    fn list_schedules(&self) -> impl Future<Output = Result<Vec<ScheduleInfo>, Error>> + Send;
+    /// Runs of a schedule, newest first (`limit` 0: a default).
+    fn history(
+        &self,
+        name: String,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunInfo>, Error>> + Send;
+    /// Starts a run now; with `dry_run` only the check runs and nothing wakes the agent.
+    fn trigger(
+        &self,
+        name: String,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<RunInfo, Error>> + Send;
+    /// One run.
+    fn show_run(&self, id: String) -> impl Future<Output = Result<RunInfo, Error>> + Send;
+    /// Deletes finished runs older than `older_than_days`; returns how many.
+    fn clean(&self, older_than_days: u32) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// Schedules, rejected entries of `autopilot.toml` and runs in progress.
+    fn scheduler_status(&self) -> impl Future<Output = Result<SchedulerStatus, Error>> + Send;
+}
 
 /// `dev.stakpak.Agent1`: the agent loop.
 #[derive(Debug)]
@@ -741,5 +776,50 @@ impl<H: SchedulerHandler> SchedulerInterface<H> {
 
     async fn reload(&self) -> Result<(), Error> {
         self.0.reload().await
+    }
+
+    /// Adds a schedule.
+    async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleInfo, Error> {
+        self.0.add_schedule(spec).await
+    }
+
+    /// Removes a schedule added through `AddSchedule`.
+    async fn remove_schedule(&self, name: String) -> Result<(), Error> {
+        self.0.remove_schedule(name).await
+    }
+
+    /// Enables or disables a schedule.
+    async fn enable_schedule(&self, name: String, enabled: bool) -> Result<ScheduleInfo, Error> {
+        self.0.enable_schedule(name, enabled).await
+    }
+
+    /// Every schedule.
+    async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>, Error> {
+        self.0.list_schedules().await
+    }
+
+    /// Runs of a schedule, newest first.
+    async fn history(&self, name: String, limit: u32) -> Result<Vec<RunInfo>, Error> {
+        self.0.history(name, limit).await
+    }
+
+    /// Starts a run now (or only its check with `dry_run`).
+    async fn trigger(&self, name: String, dry_run: bool) -> Result<RunInfo, Error> {
+        self.0.trigger(name, dry_run).await
+    }
+
+    /// One run.
+    async fn show_run(&self, id: String) -> Result<RunInfo, Error> {
+        self.0.show_run(id).await
+    }
+
+    /// Deletes old finished runs.
+    async fn clean(&self, older_than_days: u32) -> Result<u64, Error> {
+        self.0.clean(older_than_days).await
+    }
+
+    /// Schedules, rejected entries and runs in progress.
+    async fn scheduler_status(&self) -> Result<SchedulerStatus, Error> {
+        self.0.scheduler_status().await
     }
 }

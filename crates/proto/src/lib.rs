@@ -11,6 +11,7 @@ mod error;
 mod interfaces;
 mod names;
 mod sandbox;
+mod scheduler;
 mod secrets;
 mod status;
 mod warden;
@@ -29,6 +30,7 @@ pub use names::Daemon;
 pub use sandbox::{
     ChangeInfo, ExecReply, ExecRequest, TaskDetails, TaskInfo, ViewReply, ViewRequest, exec_status,
 };
+pub use scheduler::{RunInfo, ScheduleInfo, ScheduleSpec, SchedulerStatus, run_outcome};
 pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };

@@ -10,6 +10,7 @@ mod daemon;
 mod llm;
 mod nspawn;
 mod process;
+mod slack;
 mod suite;
 
 pub use binaries::{bin, bin_dir};
@@ -18,6 +19,10 @@ pub use daemon::{DaemonDirs, daemon_command, files_below, random_string};
 pub use llm::{LlmDouble, Recorded, Reply, Turn};
 pub use nspawn::{Container, ContainerBuilder, nspawn_rootfs};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
+pub use slack::{
+    ApiCall, Posted, SLACK_APP_ID, SLACK_BOT_USER_ID, SLACK_TEAM_ID, SlackDouble, app_mention,
+    message_im,
+};
 pub use suite::{EmbeddedSuite, SuiteBuilder};
 
 /// A current-thread runtime with timers and I/O, as the daemons use, for blocking tests.

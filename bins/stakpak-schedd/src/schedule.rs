@@ -1,0 +1,461 @@
+//! Schedules as schedd understands them: validated definitions, their cron expression and
+//! time zone, and the decisions about when they fire (pure functions of a given time).
+
+use std::{str::FromStr, time::Duration};
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::{
+    Cron,
+    parser::{CronParser, Seconds, Year},
+};
+use serde::{Deserialize, Serialize};
+
+/// Seconds a check may run when nothing says otherwise.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Seconds an agent session may run when nothing says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Longest schedule name: `autopilot-<name>` must stay a valid sandbox session id (64).
+const MAX_NAME: usize = 48;
+
+/// Which exit of the check wakes the agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerOn {
+    Success,
+    #[default]
+    Failure,
+    Any,
+}
+
+impl TriggerOn {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "" | "failure" => Ok(TriggerOn::Failure),
+            "success" => Ok(TriggerOn::Success),
+            "any" => Ok(TriggerOn::Any),
+            other => Err(format!(
+                "trigger_on `{other}` is not one of success, failure, any"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerOn::Success => "success",
+            TriggerOn::Failure => "failure",
+            TriggerOn::Any => "any",
+        }
+    }
+
+    /// Whether a check that succeeded (`true`) or failed wakes the agent.
+    pub fn wakes(self, check_ok: bool) -> bool {
+        match self {
+            TriggerOn::Success => check_ok,
+            TriggerOn::Failure => !check_ok,
+            TriggerOn::Any => true,
+        }
+    }
+}
+
+/// Which run outcomes are notified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyOn {
+    All,
+    Completions,
+    #[default]
+    Failures,
+    None,
+}
+
+impl NotifyOn {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "" | "failures" => Ok(NotifyOn::Failures),
+            "all" => Ok(NotifyOn::All),
+            "completions" => Ok(NotifyOn::Completions),
+            "none" => Ok(NotifyOn::None),
+            other => Err(format!(
+                "notify_on `{other}` is not one of all, completions, failures, none"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::All => "all",
+            NotifyOn::Completions => "completions",
+            NotifyOn::Failures => "failures",
+            NotifyOn::None => "none",
+        }
+    }
+
+    /// Whether a run that ended with `outcome` is worth a notification. `all` includes
+    /// runs the check kept from waking the agent; `completions` only agent sessions that
+    /// ended, whatever their end.
+    pub fn wants(self, outcome: &str) -> bool {
+        use stakpak_proto::run_outcome as o;
+        let failure = matches!(
+            outcome,
+            o::FAILED | o::TIMED_OUT | o::CHECK_DENIED | o::CHECK_FAILED | o::MISSED
+        ) || outcome == o::INTERRUPTED;
+        match self {
+            NotifyOn::All => true,
+            NotifyOn::Completions => outcome == o::FINISHED || failure,
+            NotifyOn::Failures => failure,
+            NotifyOn::None => false,
+        }
+    }
+}
+
+/// A schedule's settings with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    pub name: String,
+    pub cron: String,
+    pub prompt: String,
+    pub check: String,
+    pub check_timeout: Duration,
+    pub trigger_on: TriggerOn,
+    pub profile: String,
+    pub max_turns: u32,
+    pub timeout: Duration,
+    /// Empty: UTC.
+    pub timezone: String,
+    pub catch_up: bool,
+    pub notify_channel: String,
+    pub notify_target: String,
+    pub notify_on: NotifyOn,
+    pub enabled: bool,
+}
+
+/// A definition whose cron expression and time zone parsed.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub def: Definition,
+    pub when: When,
+}
+
+impl Schedule {
+    /// Checks every field; the message names the field at fault.
+    pub fn new(def: Definition) -> Result<Self, String> {
+        check_name(&def.name)?;
+        if def.prompt.trim().is_empty() {
+            return Err("prompt is empty".into());
+        }
+        if def.notify_channel.is_empty() != def.notify_target.is_empty() {
+            return Err("notify_channel and notify_target go together".into());
+        }
+        let when = When::parse(&def.cron, &def.timezone)?;
+        Ok(Schedule { def, when })
+    }
+}
+
+/// `[A-Za-z0-9_-]{1,48}`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name `{name}` must be 1 to {MAX_NAME} letters, digits, `-` or `_`"
+        ))
+    }
+}
+
+/// A cron expression in a time zone.
+#[derive(Debug, Clone)]
+pub struct When {
+    cron: Cron,
+    tz: Tz,
+}
+
+impl When {
+    /// Standard 5 fields, 6 with seconds first, or `@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`/`@annually`; `timezone` an IANA name, empty for UTC.
+    pub fn parse(expr: &str, timezone: &str) -> Result<Self, String> {
+        let tz = if timezone.is_empty() {
+            Tz::UTC
+        } else {
+            Tz::from_str(timezone).map_err(|_| format!("unknown time zone `{timezone}`"))?
+        };
+        let fields = expr.split_whitespace().count();
+        if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "invalid cron `{expr}`: expected 5 fields (6 with seconds), got {fields}"
+            ));
+        }
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(expr)
+            .map_err(|e| format!("invalid cron `{expr}`: {e}"))?;
+        Ok(When { cron, tz })
+    }
+
+    /// The first firing strictly after `after_ms` (Unix milliseconds), if there is one.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        // Whole seconds: cron has no finer unit, and croner keeps a fraction it is given.
+        let start = Utc
+            .timestamp_millis_opt(after_ms - after_ms.rem_euclid(1000))
+            .single()?;
+        let local: DateTime<Tz> = start.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+}
+
+/// What to do, at start, about due times that passed while schedd was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Startup {
+    /// Nothing was due.
+    Nothing,
+    /// Run once now for the first due time missed (`catch_up`).
+    CatchUp { due_ms: i64 },
+    /// Record a `missed` run for it.
+    Missed { due_ms: i64 },
+}
+
+/// Decides, for a schedule last handled at `last_due_ms`, what the gap until `now_ms`
+/// calls for. However many due times passed, the answer is one run or one `missed` entry.
+pub fn on_start(when: &When, catch_up: bool, last_due_ms: i64, now_ms: i64) -> Startup {
+    match when.next_after(last_due_ms) {
+        Some(due_ms) if due_ms <= now_ms => {
+            if catch_up {
+                Startup::CatchUp { due_ms }
+            } else {
+                Startup::Missed { due_ms }
+            }
+        }
+        _ => Startup::Nothing,
+    }
+}
+
+/// The next firing to wait for after handling `due_ms` at `now_ms`: never in the past, so
+/// a loop that fell behind fires once, not once per lost period.
+pub fn next_fire(when: &When, due_ms: i64, now_ms: i64) -> Option<i64> {
+    let next = when.next_after(due_ms)?;
+    if next > now_ms {
+        Some(next)
+    } else {
+        when.next_after(now_ms)
+    }
+}
+
+/// Parses `30`, `30s`, `15m`, `2h` (seconds without a unit).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let v = value.trim();
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration (e.g. 30s, 15m, 2h)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{value}` is not a duration (e.g. 30s, 15m, 2h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn next_firings() {
+        // (cron, timezone, after, expected next)
+        let cases = [
+            (
+                "*/5 * * * *",
+                "",
+                "2026-01-01T10:02:00Z",
+                "2026-01-01T10:05:00Z",
+            ),
+            (
+                "*/2 * * * * *",
+                "",
+                "2026-01-01T10:00:01Z",
+                "2026-01-01T10:00:02Z",
+            ),
+            (
+                "30 * * * * *",
+                "",
+                "2026-01-01T10:00:31Z",
+                "2026-01-01T10:01:30Z",
+            ),
+            (
+                "@hourly",
+                "",
+                "2026-01-01T10:02:00Z",
+                "2026-01-01T11:00:00Z",
+            ),
+            ("@daily", "", "2026-01-01T10:02:00Z", "2026-01-02T00:00:00Z"),
+            (
+                "@weekly",
+                "",
+                "2026-01-01T10:00:00Z",
+                "2026-01-04T00:00:00Z",
+            ),
+            (
+                "@monthly",
+                "",
+                "2026-01-15T00:00:00Z",
+                "2026-02-01T00:00:00Z",
+            ),
+            (
+                "@yearly",
+                "",
+                "2026-01-15T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
+            (
+                "0 9 * * *",
+                "Europe/Berlin",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T08:00:00Z",
+            ),
+            (
+                "0 9 * * *",
+                "Europe/Berlin",
+                "2026-07-01T00:00:00Z",
+                "2026-07-01T07:00:00Z",
+            ),
+            (
+                "0 9 * * 1-5",
+                "America/New_York",
+                "2026-01-03T00:00:00Z",
+                "2026-01-05T14:00:00Z",
+            ),
+        ];
+        for (cron, tz, after, expected) in cases {
+            let when = When::parse(cron, tz).unwrap();
+            assert_eq!(
+                when.next_after(ms(after)),
+                Some(ms(expected)),
+                "{cron} {tz}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_expressions_are_refused_with_the_reason() {
+        let cases = [
+            (
+                "* * *",
+                "",
+                "invalid cron `* * *`: expected 5 fields (6 with seconds), got 3",
+            ),
+            (
+                "* * * * * * *",
+                "",
+                "invalid cron `* * * * * * *`: expected 5 fields (6 with seconds), got 7",
+            ),
+            (
+                "0 9 * * *",
+                "Mars/Olympus",
+                "unknown time zone `Mars/Olympus`",
+            ),
+        ];
+        for (cron, tz, expected) in cases {
+            assert_eq!(When::parse(cron, tz).unwrap_err(), expected);
+        }
+        assert!(
+            When::parse("61 * * * *", "")
+                .unwrap_err()
+                .starts_with("invalid cron `61 * * * *`")
+        );
+        assert!(When::parse("@sometimes", "").is_err());
+    }
+
+    #[test]
+    fn startup_decisions() {
+        let when = When::parse("0 * * * *", "").unwrap();
+        let last = ms("2026-01-01T10:00:00Z");
+        // (catch_up, now, expected)
+        let cases = [
+            (true, "2026-01-01T10:30:00Z", Startup::Nothing),
+            (false, "2026-01-01T10:59:59Z", Startup::Nothing),
+            (
+                true,
+                "2026-01-01T11:00:00Z",
+                Startup::CatchUp {
+                    due_ms: ms("2026-01-01T11:00:00Z"),
+                },
+            ),
+            (
+                true,
+                "2026-01-01T15:20:00Z",
+                Startup::CatchUp {
+                    due_ms: ms("2026-01-01T11:00:00Z"),
+                },
+            ),
+            (
+                false,
+                "2026-01-01T15:20:00Z",
+                Startup::Missed {
+                    due_ms: ms("2026-01-01T11:00:00Z"),
+                },
+            ),
+        ];
+        for (catch_up, now, expected) in cases {
+            assert_eq!(
+                on_start(&when, catch_up, last, ms(now)),
+                expected,
+                "{catch_up} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_late_loop_fires_once_not_once_per_period() {
+        let when = When::parse("*/2 * * * * *", "").unwrap();
+        let due = ms("2026-01-01T10:00:00Z");
+        assert_eq!(next_fire(&when, due, due + 100), Some(due + 2000));
+        assert_eq!(next_fire(&when, due, due + 9_500), Some(due + 10_000));
+    }
+
+    #[test]
+    fn trigger_and_notify_tables() {
+        assert_eq!(TriggerOn::parse("").unwrap(), TriggerOn::Failure);
+        assert!(!TriggerOn::Failure.wakes(true));
+        assert!(TriggerOn::Failure.wakes(false));
+        assert!(TriggerOn::Success.wakes(true));
+        assert!(TriggerOn::Any.wakes(false));
+        assert_eq!(
+            TriggerOn::parse("sometimes").unwrap_err(),
+            "trigger_on `sometimes` is not one of success, failure, any"
+        );
+        assert!(NotifyOn::Failures.wants("failed"));
+        assert!(!NotifyOn::Failures.wants("finished"));
+        assert!(NotifyOn::Completions.wants("finished"));
+        assert!(!NotifyOn::Completions.wants("skipped-by-check"));
+        assert!(NotifyOn::All.wants("skipped-by-check"));
+        assert!(!NotifyOn::None.wants("failed"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! `<state>/schedd.db`: schedules added from the command line, the state of every schedule
+//! (last due time handled, enable override) and the history of runs.
+//!
+//! Every write is its own transaction, made before the effect it records is started (a
+//! run's row exists before its check runs, a due time is marked handled before its run
+//! starts), so a kill -9 loses neither schedules nor history and never runs a due time twice.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use stakpak_proto::{RunInfo, run_outcome};
+
+use crate::schedule::Definition;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    enabled INTEGER,
+    last_due_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    schedule TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER NOT NULL DEFAULT 0,
+    check_status TEXT NOT NULL DEFAULT '',
+    check_code INTEGER NOT NULL DEFAULT 0,
+    check_rule TEXT NOT NULL DEFAULT '',
+    session TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs(schedule, started_ms);
+";
+
+/// Where a schedule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Cli,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Cli => "cli",
+        }
+    }
+}
+
+/// A stored schedule row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub source: Source,
+    /// Present for `cli` rows; `file` rows keep the file's current one.
+    pub definition: Option<Definition>,
+    /// `None`: as the definition says.
+    pub enabled: Option<bool>,
+    pub last_due_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("schedule database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("schedule database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("schedule database holds a bad definition: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The database; used from the scheduler's loop only.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+const RUN_COLUMNS: &str = "id, schedule, trigger, due_ms, started_ms, ended_ms, check_status, \
+     check_code, check_rule, session, outcome, reason, input_tokens, output_tokens";
+
+fn run_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
+    Ok(RunInfo {
+        id: row.get(0)?,
+        schedule: row.get(1)?,
+        trigger: row.get(2)?,
+        due_ms: row.get(3)?,
+        started_ms: row.get(4)?,
+        ended_ms: row.get(5)?,
+        check_status: row.get(6)?,
+        check_code: row.get(7)?,
+        check_rule: row.get(8)?,
+        session: row.get(9)?,
+        outcome: row.get(10)?,
+        reason: row.get(11)?,
+        input_tokens: u64::try_from(row.get::<_, i64>(12)?).unwrap_or(0),
+        output_tokens: u64::try_from(row.get::<_, i64>(13)?).unwrap_or(0),
+    })
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store { conn })
+    }
+
+    /// Runs left `running` by a schedd that died become `interrupted`; returns how many.
+    pub fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET outcome = ?1, ended_ms = ?2, \
+             reason = 'schedd stopped while the run was in progress' WHERE outcome = ?3",
+            params![run_outcome::INTERRUPTED, now_ms, run_outcome::RUNNING],
+        )?)
+    }
+
+    pub fn rows(&self) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, source, definition, enabled, last_due_ms FROM schedules ORDER BY name",
+        )?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<bool>>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(|(name, source, definition, enabled, last_due_ms)| {
+                let source = if source == "cli" {
+                    Source::Cli
+                } else {
+                    Source::File
+                };
+                let definition = match source {
+                    Source::Cli => Some(serde_json::from_str(&definition)?),
+                    Source::File => None,
+                };
+                Ok(Row {
+                    name,
+                    source,
+                    definition,
+                    enabled,
+                    last_due_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a schedule row; `Ok(false)` when the name is taken.
+    pub fn insert(
+        &mut self,
+        def: &Definition,
+        source: Source,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let json = match source {
+            Source::Cli => serde_json::to_string(def)?,
+            Source::File => String::new(),
+        };
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO schedules (name, source, definition, enabled, last_due_ms, \
+             created_ms) VALUES (?1, ?2, ?3, NULL, ?4, ?4)",
+            params![def.name, source.as_str(), json, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM schedules WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    pub fn set_enabled(&mut self, name: &str, enabled: Option<bool>) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE schedules SET enabled = ?2 WHERE name = ?1",
+            params![name, enabled],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_last_due(&mut self, name: &str, due_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE schedules SET last_due_ms = ?2 WHERE name = ?1",
+            params![name, due_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a run, new or updated.
+    pub fn put_run(&mut self, run: &RunInfo) -> Result<(), StoreError> {
+        self.conn.execute(
+            &format!("INSERT OR REPLACE INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                run.id,
+                run.schedule,
+                run.trigger,
+                run.due_ms,
+                run.started_ms,
+                run.ended_ms,
+                run.check_status,
+                run.check_code,
+                run.check_rule,
+                run.session,
+                run.outcome,
+                run.reason,
+                i64::try_from(run.input_tokens).unwrap_or(i64::MAX),
+                i64::try_from(run.output_tokens).unwrap_or(i64::MAX),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunInfo>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                params![id],
+                run_from,
+            )
+            .optional()?)
+    }
+
+    /// Runs of a schedule, newest first.
+    pub fn history(&self, name: &str, limit: u32) -> Result<Vec<RunInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE schedule = ?1 \
+             ORDER BY started_ms DESC, rowid DESC LIMIT ?2"
+        ))?;
+        let runs = stmt
+            .query_map(params![name, limit], run_from)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(runs)
+    }
+
+    /// Deletes ended runs that started before `before_ms`.
+    pub fn clean(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM runs WHERE started_ms < ?1 AND outcome != ?2",
+            params![before_ms, run_outcome::RUNNING],
+        )?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::schedule::{NotifyOn, TriggerOn};
+    use std::time::Duration;
+
+    fn def(name: &str) -> Definition {
+        Definition {
+            name: name.into(),
+            cron: "@daily".into(),
+            prompt: "p".into(),
+            check: String::new(),
+            check_timeout: Duration::from_secs(5),
+            trigger_on: TriggerOn::Failure,
+            profile: "default".into(),
+            max_turns: 0,
+            timeout: Duration::from_secs(60),
+            timezone: String::new(),
+            catch_up: true,
+            notify_channel: String::new(),
+            notify_target: String::new(),
+            notify_on: NotifyOn::Failures,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn schedules_and_runs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedd.db");
+        {
+            let mut store = Store::open(&path).unwrap();
+            assert!(store.insert(&def("a"), Source::Cli, 1000).unwrap());
+            assert!(!store.insert(&def("a"), Source::Cli, 1000).unwrap());
+            assert!(store.insert(&def("f"), Source::File, 1000).unwrap());
+            store.set_enabled("a", Some(false)).unwrap();
+            store.set_last_due("a", 5000).unwrap();
+            for (id, started, outcome) in [("r1", 10, "finished"), ("r2", 20, "running")] {
+                store
+                    .put_run(&RunInfo {
+                        id: id.into(),
+                        schedule: "a".into(),
+                        trigger: "schedule".into(),
+                        started_ms: started,
+                        outcome: outcome.into(),
+                        ..RunInfo::default()
+                    })
+                    .unwrap();
+            }
+        }
+        let mut store = Store::open(&path).unwrap();
+        let rows = store.rows().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].definition.as_ref(), Some(&def("a")));
+        assert_eq!(rows[0].enabled, Some(false));
+        assert_eq!(rows[0].last_due_ms, 5000);
+        assert_eq!(rows[1].source, Source::File);
+        assert!(rows[1].definition.is_none());
+        assert_eq!(store.mark_interrupted(30).unwrap(), 1);
+        let history = store.history("a", 10).unwrap();
+        let outcomes: Vec<_> = history
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome.as_str()))
+            .collect();
+        assert_eq!(outcomes, [("r2", "interrupted"), ("r1", "finished")]);
+        assert_eq!(store.clean(15).unwrap(), 1);
+        assert_eq!(store.history("a", 10).unwrap().len(), 1);
+        assert_eq!(store.run("r2").unwrap().unwrap().ended_ms, 30);
+        store.delete("a").unwrap();
+        assert_eq!(store.rows().unwrap().len(), 1);
+    }
+}

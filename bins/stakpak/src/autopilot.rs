@@ -1,0 +1,370 @@
+//! `stakpak autopilot`: schedules of schedd (`Scheduler1`): add, list, remove, enable,
+//! disable, history, trigger, show a run, clean old runs; and the scheduler's status.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use stakpak_proto::{RunInfo, ScheduleInfo, ScheduleSpec, SchedulerProxy, run_outcome};
+
+use crate::{locate, suite::Layout};
+
+#[derive(Debug, Subcommand)]
+pub enum AutopilotCommand {
+    /// Schedules: the agent woken on a cron expression, after an optional check script.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Schedules with their next firing and last run, rejected entries, runs in progress.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add a schedule (kept in schedd's database).
+    Add(Box<AddArgs>),
+    /// Every schedule.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a schedule added here; its history stays.
+    Remove { name: String },
+    /// Enable a schedule.
+    Enable { name: String },
+    /// Disable a schedule.
+    Disable { name: String },
+    /// Runs of a schedule, newest first.
+    History {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        /// How many runs.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Run a schedule now; `--dry-run` only runs the check and says whether the agent
+    /// would wake.
+    Trigger {
+        name: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One run.
+    Show {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete runs older than N days.
+    Clean {
+        #[arg(long, default_value_t = 30, value_name = "N")]
+        older_than_days: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    pub name: String,
+    /// 5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly.
+    #[arg(long)]
+    pub cron: String,
+    #[arg(long)]
+    pub prompt: String,
+    /// A shell script run through sandboxd first; its exit decides whether the agent wakes.
+    #[arg(long)]
+    pub check: Option<String>,
+    #[arg(long, value_name = "SECS")]
+    pub check_timeout: Option<u64>,
+    /// success | failure | any (default failure).
+    #[arg(long)]
+    pub trigger_on: Option<String>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Seconds the agent session may run before it is cancelled.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// IANA time zone of the cron expression (default UTC).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Run once after a due time passed while schedd was down.
+    #[arg(long)]
+    pub catch_up: bool,
+    #[arg(long)]
+    pub notify_channel: Option<String>,
+    #[arg(long)]
+    pub notify_target: Option<String>,
+    /// all | completions | failures | none (default failures).
+    #[arg(long)]
+    pub notify_on: Option<String>,
+    /// Add it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+/// Runs one `stakpak autopilot` command.
+pub fn run(
+    command: AutopilotCommand,
+    bus_address: Option<&str>,
+    layout: &Layout,
+) -> anyhow::Result<ExitCode> {
+    let target = locate::locate(bus_address, layout)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let conn = target.connect().await?;
+        let proxy = SchedulerProxy::new(&conn).await?;
+        execute(command, &proxy).await
+    })
+}
+
+async fn execute(command: AutopilotCommand, s: &SchedulerProxy<'_>) -> anyhow::Result<ExitCode> {
+    match command {
+        AutopilotCommand::Status { json } => {
+            let status = s.scheduler_status().await.context("schedd")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", render_schedules(&status.schedules));
+                for r in &status.rejected {
+                    println!("rejected: {r}");
+                }
+                for run in &status.active {
+                    println!(
+                        "running: {} {} since {}",
+                        run.schedule,
+                        run.id,
+                        time(run.started_ms)
+                    );
+                }
+            }
+        }
+        AutopilotCommand::Schedule(cmd) => match cmd {
+            ScheduleCommand::Add(a) => {
+                let a = *a;
+                let spec = ScheduleSpec {
+                    name: a.name,
+                    cron: a.cron,
+                    prompt: a.prompt,
+                    check: a.check.unwrap_or_default(),
+                    check_timeout_secs: a.check_timeout.unwrap_or(0),
+                    trigger_on: a.trigger_on.unwrap_or_default(),
+                    profile: a.profile.unwrap_or_default(),
+                    max_turns: a.max_turns.unwrap_or(0),
+                    timeout_secs: a.timeout.unwrap_or(0),
+                    timezone: a.timezone.unwrap_or_default(),
+                    catch_up: a.catch_up,
+                    notify_channel: a.notify_channel.unwrap_or_default(),
+                    notify_target: a.notify_target.unwrap_or_default(),
+                    notify_on: a.notify_on.unwrap_or_default(),
+                    enabled: !a.disabled,
+                };
+                let info = s.add_schedule(spec).await.map_err(plain)?;
+                println!(
+                    "added {} (next: {})",
+                    info.spec.name,
+                    time(info.next_fire_ms)
+                );
+            }
+            ScheduleCommand::List { json } => {
+                let list = s.list_schedules().await.map_err(plain)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    print!("{}", render_schedules(&list));
+                }
+            }
+            ScheduleCommand::Remove { name } => {
+                s.remove_schedule(name.clone()).await.map_err(plain)?;
+                println!("removed {name}");
+            }
+            ScheduleCommand::Enable { name } => {
+                let info = s.enable_schedule(name, true).await.map_err(plain)?;
+                println!(
+                    "enabled {} (next: {})",
+                    info.spec.name,
+                    time(info.next_fire_ms)
+                );
+            }
+            ScheduleCommand::Disable { name } => {
+                let info = s.enable_schedule(name, false).await.map_err(plain)?;
+                println!("disabled {}", info.spec.name);
+            }
+            ScheduleCommand::History { name, json, limit } => {
+                let runs = s.history(name, limit).await.map_err(plain)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&runs)?);
+                } else {
+                    print!("{}", render_runs(&runs));
+                }
+            }
+            ScheduleCommand::Trigger { name, dry_run } => {
+                let mut run = s.trigger(name, dry_run).await.map_err(plain)?;
+                if !dry_run {
+                    println!("started run {}", run.id);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // A dry run is the check only: wait for it (its timeout bounds it).
+                while run.outcome == run_outcome::RUNNING {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    run = s.show_run(run.id.clone()).await.map_err(plain)?;
+                }
+                println!("{}", describe_run(&run));
+                return Ok(match run.outcome.as_str() {
+                    run_outcome::WOULD_RUN | run_outcome::WOULD_SKIP => ExitCode::SUCCESS,
+                    _ => ExitCode::FAILURE,
+                });
+            }
+            ScheduleCommand::Show { run_id, json } => {
+                let run = s.show_run(run_id).await.map_err(plain)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&run)?);
+                } else {
+                    println!("{}", describe_run(&run));
+                }
+            }
+            ScheduleCommand::Clean { older_than_days } => {
+                let n = s.clean(older_than_days).await.map_err(plain)?;
+                println!("deleted {n} runs");
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// schedd's message without the D-Bus error name around it.
+fn plain(e: stakpak_proto::Error) -> anyhow::Error {
+    use stakpak_proto::Error as E;
+    match e {
+        E::InvalidArgument(m)
+        | E::InvalidConfig(m)
+        | E::PermissionDenied(m)
+        | E::Unavailable(m)
+        | E::Internal(m) => anyhow::anyhow!(m),
+        E::ZBus(z) => anyhow::Error::from(z).context("schedd"),
+    }
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SS`, `-` for 0.
+fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn render_schedules(list: &[ScheduleInfo]) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:<7} {:<5} {:<20} {:<18} {}\n",
+        "NAME", "CRON", "ENABLED", "FROM", "NEXT (UTC)", "LAST", "LAST AT"
+    );
+    for s in list {
+        out.push_str(&format!(
+            "{:<20} {:<16} {:<7} {:<5} {:<20} {:<18} {}\n",
+            s.spec.name,
+            s.spec.cron,
+            if s.spec.enabled { "yes" } else { "no" },
+            s.source,
+            time(s.next_fire_ms),
+            if s.last_run.id.is_empty() {
+                "-"
+            } else {
+                &s.last_run.outcome
+            },
+            time(s.last_run.started_ms),
+        ));
+    }
+    out
+}
+
+fn render_runs(runs: &[RunInfo]) -> String {
+    let mut out = format!(
+        "{:<16} {:<9} {:<20} {:<18} {:<12} {}\n",
+        "RUN", "TRIGGER", "STARTED (UTC)", "OUTCOME", "CHECK", "SESSION"
+    );
+    for r in runs {
+        let check = if r.check_status.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{} {}", r.check_status, r.check_code)
+        };
+        out.push_str(&format!(
+            "{:<16} {:<9} {:<20} {:<18} {:<12} {}\n",
+            r.id,
+            r.trigger,
+            time(r.started_ms),
+            r.outcome,
+            check,
+            if r.session.is_empty() {
+                "-"
+            } else {
+                &r.session
+            },
+        ));
+    }
+    out
+}
+
+fn describe_run(r: &RunInfo) -> String {
+    let mut out = format!(
+        "run {} of {}: {}\n  trigger {}, started {}, ended {}",
+        r.id,
+        r.schedule,
+        r.outcome,
+        r.trigger,
+        time(r.started_ms),
+        time(r.ended_ms)
+    );
+    if !r.check_status.is_empty() {
+        out.push_str(&format!("\n  check: {} {}", r.check_status, r.check_code));
+        if !r.check_rule.is_empty() {
+            out.push_str(&format!(" (rule {})", r.check_rule));
+        }
+    }
+    if !r.session.is_empty() {
+        out.push_str(&format!(
+            "\n  session {} ({} input, {} output tokens)",
+            r.session, r.input_tokens, r.output_tokens
+        ));
+    }
+    if !r.reason.is_empty() {
+        out.push_str(&format!("\n  {}", r.reason));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_render_in_utc() {
+        assert_eq!(time(0), "-");
+        assert_eq!(time(1_767_261_600_000), "2026-01-01 10:00:00");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

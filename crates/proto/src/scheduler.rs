@@ -1,0 +1,104 @@
+//! Wire types of `dev.stakpak.Scheduler1`: autopilot schedules and their runs.
+
+use serde::{Deserialize, Serialize};
+use zbus::Type;
+
+/// A schedule as added (`AddSchedule`) or listed. Empty strings and zeros mean "the default"
+/// (`[defaults]` of `autopilot.toml`, then schedd's own).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ScheduleSpec {
+    /// `[A-Za-z0-9_-]{1,64}`.
+    pub name: String,
+    /// 5 fields, 6 with seconds first, or a macro (`@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`).
+    pub cron: String,
+    pub prompt: String,
+    /// A shell script run through sandboxd first; empty: none (the agent always wakes).
+    pub check: String,
+    /// Seconds the check may run; 0: the default.
+    pub check_timeout_secs: u64,
+    /// `success`, `failure` or `any`: which exit of the check wakes the agent.
+    pub trigger_on: String,
+    /// Profile of the agent's `config.toml`.
+    pub profile: String,
+    /// Most model turns; 0: the profile's.
+    pub max_turns: u32,
+    /// Seconds the agent session may run before it is cancelled; 0: the default.
+    pub timeout_secs: u64,
+    /// An IANA time zone (`Europe/Berlin`); empty: UTC.
+    pub timezone: String,
+    /// Run once after a due time passed while schedd was down (systemd's `Persistent=`).
+    pub catch_up: bool,
+    pub notify_channel: String,
+    pub notify_target: String,
+    /// `all`, `completions`, `failures` or `none`.
+    pub notify_on: String,
+    pub enabled: bool,
+}
+
+/// A schedule with where it came from and when it fires next.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ScheduleInfo {
+    pub spec: ScheduleSpec,
+    /// `file` (autopilot.toml) or `cli`.
+    pub source: String,
+    /// Unix milliseconds of the next firing; 0 when disabled or never.
+    pub next_fire_ms: i64,
+    /// The newest run, when there is one (`id` empty otherwise).
+    pub last_run: RunInfo,
+}
+
+/// One run of a schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RunInfo {
+    pub id: String,
+    pub schedule: String,
+    /// `schedule`, `catch-up`, `manual` or `dry-run`.
+    pub trigger: String,
+    /// Unix milliseconds of the due time it answers (0 for manual runs).
+    pub due_ms: i64,
+    pub started_ms: i64,
+    /// 0 while running.
+    pub ended_ms: i64,
+    /// sandboxd's status of the check (`exited`, `timed-out`, `denied`, …); empty: no check.
+    pub check_status: String,
+    pub check_code: i32,
+    /// The warden's rule when the check was refused.
+    pub check_rule: String,
+    /// The agent session; empty when the agent did not wake.
+    pub session: String,
+    /// `running`, `finished`, `failed`, `timed-out`, `skipped-by-check`, `check-denied`,
+    /// `check-failed`, `missed`, `skipped`, `interrupted`, `max-turns`, `cancelled`,
+    /// `waiting` or `would-run`/`would-skip` (dry runs).
+    pub outcome: String,
+    /// Why, in words, when there is more to say than the outcome.
+    pub reason: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// `SchedulerStatus`: schedules, rejected ones and runs in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SchedulerStatus {
+    pub schedules: Vec<ScheduleInfo>,
+    /// Entries of `autopilot.toml` that were not taken, as `name: reason`.
+    pub rejected: Vec<String>,
+    /// Runs in progress.
+    pub active: Vec<RunInfo>,
+}
+
+/// The values of [`RunInfo::outcome`].
+pub mod run_outcome {
+    pub const RUNNING: &str = "running";
+    pub const FINISHED: &str = "finished";
+    pub const FAILED: &str = "failed";
+    pub const TIMED_OUT: &str = "timed-out";
+    pub const SKIPPED_BY_CHECK: &str = "skipped-by-check";
+    pub const CHECK_DENIED: &str = "check-denied";
+    pub const CHECK_FAILED: &str = "check-failed";
+    pub const MISSED: &str = "missed";
+    pub const SKIPPED: &str = "skipped";
+    pub const INTERRUPTED: &str = "interrupted";
+    pub const WOULD_RUN: &str = "would-run";
+    pub const WOULD_SKIP: &str = "would-skip";
+}
