@@ -26,7 +26,7 @@
 //! running configuration stays). A schedule entry that is wrong (bad cron, unknown
 //! `trigger_on`, a duplicate name) is rejected alone, with its reason; the rest are taken.
 
-use std::{io, path::Path};
+use std::{io, path::Path, sync::Arc};
 
 use serde::Deserialize;
 use stakpak_daemon::{DaemonConfig, LogConfig, Paths};
@@ -61,7 +61,8 @@ impl DaemonConfig for ScheddConfig {
 /// What `autopilot.toml` holds, checked.
 #[derive(Debug, Default)]
 pub struct Autopilot {
-    pub schedules: Vec<Schedule>,
+    /// Shared with the scheduler's entries: a compiled cron expression is not small.
+    pub schedules: Vec<Arc<Schedule>>,
     /// `name: reason` of entries not taken.
     pub rejected: Vec<String>,
     /// `[channels.*]`, kept as written for the channel modules.
@@ -169,20 +170,20 @@ impl Autopilot {
             file.defaults.sandbox,
         );
         let mut out = Autopilot {
-            channels: file.channels.clone(),
+            channels: file.channels,
             ..Autopilot::default()
         };
-        for (i, value) in file.schedules.iter().enumerate() {
+        let mut crons = std::collections::HashMap::new();
+        for (i, value) in file.schedules.into_iter().enumerate() {
             let label = value
                 .get("name")
                 .and_then(toml::Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("schedules[{i}]"));
             let schedule = value
-                .clone()
                 .try_into::<Entry>()
                 .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
-                .and_then(|entry| resolve(entry, &file.defaults, &file.notifications))
+                .and_then(|entry| resolve(entry, &file.defaults, &file.notifications, &mut crons))
                 .and_then(|s| {
                     if out.schedules.iter().any(|o| o.def.name == s.def.name) {
                         Err(format!("duplicate name `{}`", s.def.name))
@@ -191,7 +192,7 @@ impl Autopilot {
                     }
                 });
             match schedule {
-                Ok(s) => out.schedules.push(s),
+                Ok(s) => out.schedules.push(Arc::new(s)),
                 Err(reason) => out.rejected.push(format!("{label}: {reason}")),
             }
         }
@@ -199,7 +200,12 @@ impl Autopilot {
     }
 }
 
-fn resolve(e: Entry, d: &Defaults, n: &Notifications) -> Result<Schedule, String> {
+fn resolve(
+    e: Entry,
+    d: &Defaults,
+    n: &Notifications,
+    crons: &mut std::collections::HashMap<String, Arc<croner::Cron>>,
+) -> Result<Schedule, String> {
     let _ = e.sandbox;
     let duration = |own: &Option<DurationValue>,
                     default: &Option<DurationValue>,
@@ -254,7 +260,7 @@ fn resolve(e: Entry, d: &Defaults, n: &Notifications) -> Result<Schedule, String
         enabled: e.enabled.unwrap_or(true),
         name: e.name,
     };
-    Schedule::new(def)
+    Schedule::new_shared(def, crons)
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ impl SchedulerHandler for Handler {
         let label = spec.name.clone();
         let schedule = from_spec(spec)
             .map_err(|reason| Error::InvalidArgument(format!("schedule `{label}`: {reason}")))?;
-        self.ask(|r| Command::Add(Box::new(schedule), r)).await
+        self.ask(|r| Command::Add(std::sync::Arc::new(schedule), r))
+            .await
     }
 
     async fn remove_schedule(&self, name: String) -> Result<(), Error> {

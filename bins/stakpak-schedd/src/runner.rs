@@ -84,8 +84,15 @@ impl Runner {
         let conn = self.connection().await?;
         let mut wake = true;
         if !def.check.trim().is_empty() {
-            self.wait_for(&conn, stakpak_proto::Daemon::Sandbox.bus_name())
-                .await?;
+            // sandboxd refuses everything while the warden or secretd is away: wait for all
+            // three, or a run right after the suite started would be recorded as denied.
+            for daemon in [
+                stakpak_proto::Daemon::Warden,
+                stakpak_proto::Daemon::Secrets,
+                stakpak_proto::Daemon::Sandbox,
+            ] {
+                self.wait_for(&conn, daemon.bus_name()).await?;
+            }
             let sandbox = SandboxProxy::new(&conn).await.map_err(|e| e.to_string())?;
             let request = ExecRequest {
                 session: format!("autopilot-{}", def.name),
@@ -104,7 +111,7 @@ impl Runner {
                 exec_status::DENIED => {
                     run.outcome = run_outcome::CHECK_DENIED.into();
                     run.reason = format!(
-                        "the warden refused the check (rule {}): {}",
+                        "sandboxd refused the check (rule {}): {}",
                         if reply.rule.is_empty() {
                             "-"
                         } else {

@@ -1,7 +1,7 @@
 //! Schedules as schedd understands them: validated definitions, their cron expression and
 //! time zone, and the decisions about when they fire (pure functions of a given time).
 
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -140,6 +140,14 @@ pub struct Schedule {
 impl Schedule {
     /// Checks every field; the message names the field at fault.
     pub fn new(def: Definition) -> Result<Self, String> {
+        Self::new_shared(def, &mut HashMap::new())
+    }
+
+    /// Like [`Schedule::new`], sharing compiled cron expressions through `cache`.
+    pub fn new_shared(
+        def: Definition,
+        cache: &mut HashMap<String, Arc<Cron>>,
+    ) -> Result<Self, String> {
         check_name(&def.name)?;
         if def.prompt.trim().is_empty() {
             return Err("prompt is empty".into());
@@ -147,7 +155,7 @@ impl Schedule {
         if def.notify_channel.is_empty() != def.notify_target.is_empty() {
             return Err("notify_channel and notify_target go together".into());
         }
-        let when = When::parse(&def.cron, &def.timezone)?;
+        let when = When::parse_shared(&def.cron, &def.timezone, cache)?;
         Ok(Schedule { def, when })
     }
 }
@@ -171,7 +179,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// A cron expression in a time zone.
 #[derive(Debug, Clone)]
 pub struct When {
-    cron: Cron,
+    /// Shared between schedules with the same expression: a compiled one holds a bitfield
+    /// per field (about 1.5 KiB, most of it for years).
+    cron: Arc<Cron>,
     tz: Tz,
 }
 
@@ -179,11 +189,7 @@ impl When {
     /// Standard 5 fields, 6 with seconds first, or `@hourly`, `@daily`, `@weekly`,
     /// `@monthly`, `@yearly`/`@annually`; `timezone` an IANA name, empty for UTC.
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, String> {
-        let tz = if timezone.is_empty() {
-            Tz::UTC
-        } else {
-            Tz::from_str(timezone).map_err(|_| format!("unknown time zone `{timezone}`"))?
-        };
+        let tz = zone(timezone)?;
         let fields = expr.split_whitespace().count();
         if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(format!(
@@ -197,7 +203,27 @@ impl When {
         let cron = parser
             .parse(expr)
             .map_err(|e| format!("invalid cron `{expr}`: {e}"))?;
-        Ok(When { cron, tz })
+        Ok(When {
+            cron: Arc::new(cron),
+            tz,
+        })
+    }
+
+    /// Like [`When::parse`], reusing the compiled expression of an earlier equal one.
+    pub fn parse_shared(
+        expr: &str,
+        timezone: &str,
+        cache: &mut HashMap<String, Arc<Cron>>,
+    ) -> Result<Self, String> {
+        if let Some(cron) = cache.get(expr) {
+            return Ok(When {
+                cron: cron.clone(),
+                tz: zone(timezone)?,
+            });
+        }
+        let when = When::parse(expr, timezone)?;
+        cache.insert(expr.to_string(), when.cron.clone());
+        Ok(when)
     }
 
     /// The first firing strictly after `after_ms` (Unix milliseconds), if there is one.
@@ -211,6 +237,15 @@ impl When {
             .find_next_occurrence(&local, false)
             .ok()
             .map(|t| t.timestamp_millis())
+    }
+}
+
+/// An IANA time zone; empty: UTC.
+fn zone(timezone: &str) -> Result<Tz, String> {
+    if timezone.is_empty() {
+        Ok(Tz::UTC)
+    } else {
+        Tz::from_str(timezone).map_err(|_| format!("unknown time zone `{timezone}`"))
     }
 }
 

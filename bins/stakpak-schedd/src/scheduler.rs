@@ -55,7 +55,7 @@ type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 /// What D-Bus handlers can ask of the loop.
 #[derive(Debug)]
 pub enum Command {
-    Add(Box<Schedule>, Reply<ScheduleInfo>),
+    Add(Arc<Schedule>, Reply<ScheduleInfo>),
     Remove(String, Reply<()>),
     Enable(String, bool, Reply<ScheduleInfo>),
     List(Reply<Vec<ScheduleInfo>>),
@@ -68,7 +68,7 @@ pub enum Command {
 
 #[derive(Debug)]
 struct Entry {
-    schedule: Schedule,
+    schedule: Arc<Schedule>,
     source: Source,
     /// Set by `EnableSchedule`; `None`: the definition's `enabled`.
     enabled_override: Option<bool>,
@@ -129,6 +129,13 @@ impl Core {
     /// Takes the stored schedules and the file's, and settles due times that passed while
     /// schedd was down: one catch-up run, or one `missed` entry, per schedule.
     pub fn load(&mut self, autopilot: &Autopilot, now: i64) -> Result<(), StoreError> {
+        self.store.begin()?;
+        let result = self.load_in_transaction(autopilot, now);
+        self.store.end(result.is_ok())?;
+        result
+    }
+
+    fn load_in_transaction(&mut self, autopilot: &Autopilot, now: i64) -> Result<(), StoreError> {
         let interrupted = self.store.mark_interrupted(now)?;
         if interrupted > 0 {
             tracing::warn!(
@@ -142,6 +149,7 @@ impl Core {
             match (row.source, row.definition) {
                 (Source::Cli, Some(def)) => match Schedule::new(def) {
                     Ok(schedule) => {
+                        let schedule = Arc::new(schedule);
                         self.entries.insert(
                             row.name.clone(),
                             Entry {
@@ -263,8 +271,15 @@ impl Core {
 
     /// Applies a reloaded `autopilot.toml`: changed schedules keep their history and state.
     pub fn sync_file(&mut self, autopilot: &Autopilot, now: i64) -> Result<(), StoreError> {
+        self.store.begin()?;
+        let result = self.sync_in_transaction(autopilot, now);
+        self.store.end(result.is_ok())?;
+        result
+    }
+
+    fn sync_in_transaction(&mut self, autopilot: &Autopilot, now: i64) -> Result<(), StoreError> {
         let mut rejected: Vec<String> = autopilot.rejected.clone();
-        let wanted: HashMap<&str, &Schedule> = autopilot
+        let wanted: HashMap<&str, &Arc<Schedule>> = autopilot
             .schedules
             .iter()
             .map(|s| (s.def.name.as_str(), s))
@@ -508,7 +523,7 @@ impl Core {
                     self.entries.insert(
                         name.clone(),
                         Entry {
-                            schedule: *schedule,
+                            schedule,
                             source: Source::Cli,
                             enabled_override: None,
                             last_due_ms: now,

@@ -124,6 +124,18 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Starts a transaction: many writes with one sync (loading thousands of schedules).
+    pub fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    /// Ends the transaction [`Store::begin`] started, keeping its writes or not.
+    pub fn end(&mut self, keep: bool) -> Result<(), StoreError> {
+        Ok(self
+            .conn
+            .execute_batch(if keep { "COMMIT" } else { "ROLLBACK" })?)
+    }
+
     /// Runs left `running` by a schedd that died become `interrupted`; returns how many.
     pub fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
