@@ -72,6 +72,7 @@ fn the_installed_deb_runs_the_suite_under_systemd() {
     bus_names_owned(&c);
     landlock_enforced_in_every_daemon(&c);
     let session = scripted_run_completes(&c, &double);
+    doctor_passes_and_names_a_stopped_docker(&c);
     warden_logs_structured_fields(&c);
     killed_daemons_come_back(&c, &session);
     outsider_refused_by_bus_policy(&c);
@@ -320,6 +321,46 @@ fn scripted_run_completes(c: &Container, double: &LlmDouble) -> String {
                 &format!("no session id: {out:?}"),
             )
         })
+}
+
+/// `stakpak doctor` passes on the installed system (the agent's profile is configured by the
+/// scripted run before); with the Docker backend configured and no engine, it fails saying so
+/// and how to fix it.
+fn doctor_passes_and_names_a_stopped_docker(c: &Container) {
+    let out = c.exec(&["stakpak", "doctor", "--json"]);
+    if out.code != Some(0) {
+        fail(c, "stakpak doctor", &format!("{out:?}"));
+    }
+    let checks: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| fail(c, "stakpak doctor", &format!("not JSON ({e}): {out:?}")));
+    let failed: Vec<&serde_json::Value> = checks
+        .as_array()
+        .map(|a| a.iter().filter(|ch| ch["status"] == "fail").collect())
+        .unwrap_or_default();
+    if !failed.is_empty() {
+        fail(c, "stakpak doctor", &format!("failed checks: {failed:?}"));
+    }
+
+    let sandboxd_toml = c.host_path("/etc/stakpak/sandboxd.toml");
+    let original = std::fs::read(&sandboxd_toml).unwrap();
+    std::fs::write(
+        &sandboxd_toml,
+        "[exec]\nbackend = \"docker\"\n[docker]\nimage = \"stakpak-sandbox:latest\"\n",
+    )
+    .unwrap();
+    let out = c.exec(&["stakpak", "doctor"]);
+    std::fs::write(&sandboxd_toml, original).unwrap();
+    let text = format!("{}{}", out.stdout, out.stderr);
+    if out.code != Some(1)
+        || !text.contains("Docker is configured as the sandbox backend")
+        || !text.contains("systemctl start docker")
+    {
+        fail(
+            c,
+            "stakpak doctor with Docker configured but not running",
+            &format!("{out:?}"),
+        );
+    }
 }
 
 fn warden_logs_structured_fields(c: &Container) {
