@@ -116,59 +116,54 @@ impl Drop for Stopped {
     }
 }
 
-#[test]
-fn nothing_runs_when_the_warden_cannot_answer() {
+/// With `daemon` stopped (SIGSTOP: it holds its bus name but answers nothing), a command is
+/// refused with `rule` within the configured timeout and does not run; once the daemon
+/// answers again, commands run again.
+fn nothing_runs_while_stopped(daemon: &str, timeout_key: &str, session: &str, rule: &str) {
     let suite = EmbeddedSuite::builder()
-        .config_file("sandboxd.toml", "[exec]\nwarden_timeout_ms = 2000\n")
+        .config_file("sandboxd.toml", &format!("[exec]\n{timeout_key} = 2000\n"))
         .start();
-    assert_eq!(exec(&suite, "s3", "true").unwrap().code, 0);
-    let marker = workspace(&suite, "s3").join("ran");
-    let pid = suite.pid_of("stakpak-warden").expect("warden pid");
+    assert_eq!(exec(&suite, session, "true").unwrap().code, 0);
+    let marker = workspace(&suite, session).join("ran");
+    let pid = suite.pid_of(daemon).expect("daemon pid");
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
 
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
     let stopped = Stopped(pid);
     let start = Instant::now();
-    let reply = exec(&suite, "s3", &format!("touch {}", marker.display())).unwrap();
+    let reply = exec(&suite, session, &format!("touch {}", marker.display())).unwrap();
     let took = start.elapsed();
     drop(stopped);
 
     assert_eq!(reply.status, "denied", "{reply:?}");
-    assert_eq!(reply.rule, "sandboxd.warden-unavailable", "{reply:?}");
+    assert_eq!(reply.rule, rule, "{reply:?}");
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(!marker.exists(), "a command ran without a verdict");
+    assert!(!marker.exists(), "a command ran without {daemon}");
 
-    // Once the warden answers again, commands run again.
-    let reply = exec(&suite, "s3", "echo back").unwrap();
+    let reply = exec(&suite, session, "echo back").unwrap();
     assert_eq!(reply.stdout, "back\n", "{reply:?}");
+}
+
+#[test]
+fn nothing_runs_when_the_warden_cannot_answer() {
+    nothing_runs_while_stopped(
+        "stakpak-warden",
+        "warden_timeout_ms",
+        "s3",
+        "sandboxd.warden-unavailable",
+    );
 }
 
 #[test]
 fn nothing_runs_when_secretd_cannot_answer() {
     // Placeholders are resolved by secretd only; without it the command must not run with
     // its placeholders unresolved, nor with anything else.
-    let suite = EmbeddedSuite::builder()
-        .config_file("sandboxd.toml", "[exec]\nsecretd_timeout_ms = 2000\n")
-        .start();
-    assert_eq!(exec(&suite, "s5", "true").unwrap().code, 0);
-    let marker = workspace(&suite, "s5").join("ran");
-    let pid = suite.pid_of("stakpak-secretd").expect("secretd pid");
-    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-
-    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
-    let stopped = Stopped(pid);
-    let start = Instant::now();
-    let reply = exec(&suite, "s5", &format!("touch {}", marker.display())).unwrap();
-    let took = start.elapsed();
-    drop(stopped);
-
-    assert_eq!(reply.status, "denied", "{reply:?}");
-    assert_eq!(reply.rule, "sandboxd.secretd-unavailable", "{reply:?}");
-    assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(!marker.exists(), "a command ran without secretd");
-
-    let reply = exec(&suite, "s5", "echo back").unwrap();
-    assert_eq!(reply.stdout, "back\n", "{reply:?}");
+    nothing_runs_while_stopped(
+        "stakpak-secretd",
+        "secretd_timeout_ms",
+        "s5",
+        "sandboxd.secretd-unavailable",
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo, zbus};
+use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo};
 use stakpak_testkit::{EmbeddedSuite, processes_named, random_string, wait_until};
 
 fn image() -> String {
@@ -82,26 +82,18 @@ impl Drop for Prefix {
 }
 
 /// A client of the suite's sandboxd, as any bus peer could be.
-struct Client {
-    rt: tokio::runtime::Runtime,
-    conn: zbus::Connection,
-}
+struct Client(stakpak_testkit::SandboxClient);
 
 impl Client {
     fn new(suite: &EmbeddedSuite) -> Self {
-        let rt = stakpak_testkit::runtime();
-        let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
-        Client { rt, conn }
+        Client(stakpak_testkit::SandboxClient::new(suite))
     }
 
     fn call<T>(
         &self,
         f: impl AsyncFnOnce(&SandboxProxy<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        self.rt.block_on(async {
-            let proxy = SandboxProxy::new(&self.conn).await.unwrap();
-            f(&proxy).await
-        })
+        self.0.call(f)
     }
 
     fn exec(&self, session: &str, command: &str) -> Result<ExecReply, Error> {

@@ -12,30 +12,22 @@ use std::{
 };
 
 use stakpak_audit::AuditLog;
-use stakpak_proto::{ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo, zbus};
+use stakpak_proto::{ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo};
 use stakpak_testkit::{EmbeddedSuite, files_below, processes_named, random_string, wait_until};
 
 /// A client of the suite's sandboxd, as any bus peer could be.
-struct Client {
-    rt: tokio::runtime::Runtime,
-    conn: zbus::Connection,
-}
+struct Client(stakpak_testkit::SandboxClient);
 
 impl Client {
     fn new(suite: &EmbeddedSuite) -> Self {
-        let rt = stakpak_testkit::runtime();
-        let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
-        Client { rt, conn }
+        Client(stakpak_testkit::SandboxClient::new(suite))
     }
 
     fn call<T>(
         &self,
         f: impl AsyncFnOnce(&SandboxProxy<'_>) -> Result<T, stakpak_proto::Error>,
     ) -> Result<T, stakpak_proto::Error> {
-        self.rt.block_on(async {
-            let proxy = SandboxProxy::new(&self.conn).await.unwrap();
-            f(&proxy).await
-        })
+        self.0.call(f)
     }
 
     fn exec(&self, session: &str, command: &str) -> ExecReply {

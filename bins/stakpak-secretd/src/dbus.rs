@@ -46,6 +46,28 @@ impl Handler {
         }
     }
 
+    /// `Redact` and `Register`: the same core command, for two purposes.
+    async fn redact_for(
+        &self,
+        purpose: Purpose,
+        session: String,
+        text: String,
+        caller: &Caller,
+    ) -> Result<RedactReply, Error> {
+        let who = self.who(caller, false).await;
+        self.core
+            .ask(|reply| Command::Redact {
+                who,
+                purpose,
+                session: session_of(session),
+                text,
+                reply,
+            })
+            .await
+            .map(redact_reply)
+            .map_err(CoreError::into_wire)
+    }
+
     /// Starts following `NameOwnerChanged`, so streams close when their owner disconnects.
     async fn watch_departures(&self, connection: &zbus::Connection) {
         self.watching
@@ -197,18 +219,8 @@ impl SecretsHandler for Handler {
         text: String,
         caller: Caller,
     ) -> Result<RedactReply, Error> {
-        let who = self.who(&caller, false).await;
-        self.core
-            .ask(|reply| Command::Redact {
-                who,
-                purpose: Purpose::Redact,
-                session: session_of(session),
-                text,
-                reply,
-            })
+        self.redact_for(Purpose::Redact, session, text, &caller)
             .await
-            .map(redact_reply)
-            .map_err(CoreError::into_wire)
     }
 
     async fn register(
@@ -217,18 +229,8 @@ impl SecretsHandler for Handler {
         text: String,
         caller: Caller,
     ) -> Result<RedactReply, Error> {
-        let who = self.who(&caller, false).await;
-        self.core
-            .ask(|reply| Command::Redact {
-                who,
-                purpose: Purpose::Register,
-                session: session_of(session),
-                text,
-                reply,
-            })
+        self.redact_for(Purpose::Register, session, text, &caller)
             .await
-            .map(redact_reply)
-            .map_err(CoreError::into_wire)
     }
 
     async fn remember(

@@ -42,3 +42,31 @@ pub fn connect(rt: &tokio::runtime::Runtime, address: &str) -> stakpak_proto::zb
             .expect("a connection to the bus")
     })
 }
+
+/// A client of a suite's sandboxd on its bus, as any bus peer could be, for blocking tests.
+#[derive(Debug)]
+pub struct SandboxClient {
+    rt: tokio::runtime::Runtime,
+    conn: stakpak_proto::zbus::Connection,
+}
+
+impl SandboxClient {
+    pub fn new(suite: &EmbeddedSuite) -> SandboxClient {
+        let rt = runtime();
+        let conn = connect(&rt, &suite.bus_address());
+        SandboxClient { rt, conn }
+    }
+
+    /// Runs `f` with a `SandboxProxy` and waits for it.
+    pub fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(&stakpak_proto::SandboxProxy<'_>) -> Result<T, stakpak_proto::Error>,
+    ) -> Result<T, stakpak_proto::Error> {
+        self.rt.block_on(async {
+            let proxy = stakpak_proto::SandboxProxy::new(&self.conn)
+                .await
+                .expect("a sandboxd proxy");
+            f(&proxy).await
+        })
+    }
+}
