@@ -333,12 +333,7 @@ fn a_killed_agent_resumes_from_the_last_checkpoint() {
         (double.requests().len() >= 2).then_some(())
     });
     assert!(in_flight.is_some(), "{:?}", state_of(&suite, &id));
-    let pid = suite.pid_of("stakpak-agent").unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let pid = suite.kill_9("stakpak-agent");
     // The CLI sees the agent go and stops with an error.
     let status = run.wait().unwrap();
     assert!(!status.success());

@@ -148,12 +148,7 @@ fn checks_decide_whether_the_agent_wakes_and_history_survives_kill_9() {
     ]);
     assert!(out.code == Some(0), "{}", out.stderr.clone());
     let before = outcomes(&suite, "wake").len();
-    let pid = suite.pid_of("stakpak-schedd").unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let pid = suite.kill_9("stakpak-schedd");
     wait_for("schedd to come back", || {
         suite.pid_of("stakpak-schedd").is_some_and(|p| p != pid)
             && suite

@@ -108,13 +108,8 @@ fn suite_comes_up_survives_a_killed_daemon_and_goes_down() {
     }
 
     // SIGKILL the warden: the supervisor restarts it and the bus name comes back.
-    let old_pid = suite.pid_of("stakpak-warden").unwrap();
     let dbus = rt.block_on(zbus::fdo::DBusProxy::new(&conn)).unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(old_pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    let old_pid = suite.kill_9("stakpak-warden");
     let new_pid = wait_until(Duration::from_secs(10), || {
         let owned = rt
             .block_on(dbus.name_has_owner(Daemon::Warden.bus_name().try_into().unwrap()))

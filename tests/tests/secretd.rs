@@ -92,20 +92,7 @@ fn proxy<'a>(rt: &tokio::runtime::Runtime, conn: &zbus::Connection) -> SecretsPr
 
 /// `stakpak secret set NAME`, the value written to its stdin.
 fn set_via_cli(suite: &EmbeddedSuite, args: &[&str], stdin: &str) -> Output {
-    let mut child = suite
-        .stakpak_command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap().into()
+    suite.stakpak_with_stdin(args, stdin)
 }
 
 /// The placeholder of the detection by `rule`.
@@ -542,6 +529,86 @@ fn resolve_is_refused_to_any_other_uid() {
         log.contains(&format!("uid={nobody}")) && log.contains("resolve refused"),
         "{log}"
     );
+}
+
+// --- Reveal: a daemon's own secrets -----------------------------------------------------
+
+#[test]
+fn reveal_gives_a_daemon_only_the_secrets_set_for_it_and_they_never_resolve() {
+    let bus = PrivateBus::start();
+    let rt = runtime();
+    let dirs = Dirs::new();
+    dirs.config("");
+    let child = start_secretd(&bus, &dirs, &rt);
+    let manager = connect(&rt, &bus.address);
+    let secrets = proxy(&rt, &manager);
+    let bot = format!("xoxb-{}", random(ALNUM, 24));
+    rt.block_on(secrets.set("slack.bot_token".into(), bot.clone(), vec!["schedd".into()]))
+        .unwrap();
+    rt.block_on(secrets.set("SHARED".into(), "shared-value-1234".into(), vec![]))
+        .unwrap();
+    let reveal = |conn: &zbus::Connection, name: &str, consumer: &str| {
+        let p = proxy(&rt, conn);
+        rt.block_on(p.reveal(name.into(), consumer.into()))
+    };
+
+    // Without schedd's bus name: refused, whatever the uid.
+    let err = reveal(&manager, "slack.bot_token", "schedd").unwrap_err();
+    assert!(
+        matches!(&err, Error::PermissionDenied(m) if m.ends_with("only schedd may call Reveal for it")),
+        "{err:?}"
+    );
+    // sandboxd has Resolve, not Reveal; secretd serves nobody its own way.
+    let err = reveal(&manager, "slack.bot_token", "sandboxd").unwrap_err();
+    assert_eq!(
+        err,
+        Error::InvalidArgument(
+            "Reveal serves the daemons agent, warden, schedd; `sandboxd` is none of them".into()
+        )
+    );
+
+    // As schedd (the connection owning its name): its own secret, and nothing else.
+    let schedd = connect(&rt, &bus.address);
+    rt.block_on(schedd.request_name(Daemon::Scheduler.bus_name()))
+        .unwrap();
+    assert_eq!(reveal(&schedd, "slack.bot_token", "schedd").unwrap(), bot);
+    assert_eq!(
+        reveal(&schedd, "SHARED", "schedd").unwrap_err(),
+        Error::PermissionDenied(
+            "secret SHARED is not set for consumer schedd; Reveal gives only those".into()
+        )
+    );
+    assert_eq!(
+        reveal(&schedd, "NOPE", "schedd").unwrap_err(),
+        Error::InvalidArgument("no secret named NOPE".into())
+    );
+    let err = reveal(&schedd, "slack.bot_token", "agent").unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied(_)), "{err:?}");
+
+    // A secret set for schedd alone never reaches a command, even from the sandboxd name
+    // and the same uid (embedded, every daemon is one uid).
+    let sandboxd = connect_as_sandboxd(&rt, &bus.address);
+    let s = proxy(&rt, &sandboxd);
+    let err = rt
+        .block_on(s.resolve(
+            String::new(),
+            "echo {{secret:slack.bot_token}}".into(),
+            true,
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::PermissionDenied(format!(
+            "secret slack.bot_token is limited to consumers that uid {} does not act as",
+            own_uid()
+        ))
+    );
+    drop((s, sandboxd, schedd, secrets, manager));
+    stop(child);
+    let log = std::fs::read_to_string(dirs.path("secretd.log")).unwrap();
+    assert!(log.contains("reveal refused"), "{log}");
+    assert!(log.contains("secret given to its consumer"), "{log}");
+    assert!(!log.contains(&bot), "the value is never logged");
 }
 
 // --- a key or vault that cannot be used ---------------------------------------------------

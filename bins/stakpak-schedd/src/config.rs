@@ -53,7 +53,22 @@ impl DaemonConfig for ScheddConfig {
     }
 
     fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
-        self.autopilot = Autopilot::load(&paths.config_dir.join("autopilot.toml"))?;
+        let mut autopilot = Autopilot::load(&paths.config_dir.join("autopilot.toml"))?;
+        let profiles = crate::profiles::Profiles::load(&paths.config_dir);
+        let (good, bad): (Vec<_>, Vec<_>) = std::mem::take(&mut autopilot.schedules)
+            .into_iter()
+            .map(|s| {
+                let checked = profiles.check(&s.def.profile);
+                (s, checked)
+            })
+            .partition(|(_, checked)| checked.is_ok());
+        autopilot.schedules = good.into_iter().map(|(s, _)| s).collect();
+        for (s, checked) in bad {
+            if let Err(reason) = checked {
+                autopilot.rejected.push(format!("{}: {reason}", s.def.name));
+            }
+        }
+        self.autopilot = autopilot;
         Ok(())
     }
 }
@@ -169,10 +184,21 @@ impl Autopilot {
             file.defaults.pause_on_approval,
             file.defaults.sandbox,
         );
-        let mut out = Autopilot {
-            channels: file.channels,
-            ..Autopilot::default()
-        };
+        let mut out = Autopilot::default();
+        for (kind, table) in file.channels {
+            let holds_token = table
+                .as_table()
+                .is_some_and(|t| t.keys().any(|k| k.ends_with("token")));
+            if holds_token {
+                // Reported like a bad schedule; the channel section is not taken.
+                out.rejected.push(format!(
+                    "channels.{kind}: tokens do not belong in autopilot.toml; remove them and run \
+                     `stakpak autopilot channel add {kind}` (secretd keeps them)"
+                ));
+            } else {
+                out.channels.insert(kind, table);
+            }
+        }
         let mut crons = std::collections::HashMap::new();
         for (i, value) in file.schedules.into_iter().enumerate() {
             let label = value
@@ -331,6 +357,15 @@ promt = "y"
     #[test]
     fn a_file_that_is_not_toml_fails_as_a_whole() {
         assert!(Autopilot::parse("[[schedules]\n").is_err());
+        let a = Autopilot::parse("[channels.slack]\nbot_token = \"xoxb-1\"\nprofile = \"ops\"\n")
+            .unwrap();
+        assert!(a.channels.is_empty());
+        assert_eq!(a.rejected.len(), 1);
+        assert!(
+            a.rejected[0].starts_with("channels.slack: tokens do not belong"),
+            "{:?}",
+            a.rejected
+        );
         assert!(Autopilot::parse("[defaults]\nprofle = \"x\"\n").is_err());
     }
 }

@@ -1,16 +1,18 @@
 //! The D-Bus side of the daemon: validates calls, turns wire structs into schedd's own
 //! types and hands them to the scheduler's loop.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use stakpak_daemon::ControlHandle;
 use stakpak_proto::{
-    DaemonControl, DaemonStatus, Error, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerHandler,
-    SchedulerStatus,
+    ChannelInfo, ChannelSpec, DaemonControl, DaemonStatus, Error, RunInfo, ScheduleInfo,
+    ScheduleSpec, SchedulerHandler, SchedulerStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    channels::Channels,
+    profiles::Profiles,
     schedule::{
         DEFAULT_CHECK_TIMEOUT, DEFAULT_TIMEOUT, Definition, NotifyOn, Schedule, TriggerOn,
         check_name,
@@ -23,11 +25,24 @@ use crate::{
 pub(crate) struct Handler {
     control: ControlHandle,
     commands: mpsc::Sender<Command>,
+    channels: Channels,
+    /// Where `config.toml` is, for checking profiles.
+    config_dir: PathBuf,
 }
 
 impl Handler {
-    pub(crate) fn new(control: ControlHandle, commands: mpsc::Sender<Command>) -> Self {
-        Handler { control, commands }
+    pub(crate) fn new(
+        control: ControlHandle,
+        commands: mpsc::Sender<Command>,
+        channels: Channels,
+        config_dir: PathBuf,
+    ) -> Self {
+        Handler {
+            control,
+            commands,
+            channels,
+            config_dir,
+        }
     }
 
     async fn ask<T>(
@@ -112,6 +127,11 @@ impl SchedulerHandler for Handler {
     async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleInfo, Error> {
         let label = spec.name.clone();
         let schedule = from_spec(spec)
+            .and_then(|s| {
+                Profiles::load(&self.config_dir)
+                    .check(&s.def.profile)
+                    .map(|()| s)
+            })
             .map_err(|reason| Error::InvalidArgument(format!("schedule `{label}`: {reason}")))?;
         self.ask(|r| Command::Add(std::sync::Arc::new(schedule), r))
             .await
@@ -146,6 +166,34 @@ impl SchedulerHandler for Handler {
     }
 
     async fn scheduler_status(&self) -> Result<SchedulerStatus, Error> {
-        self.ask(Command::Status).await
+        let mut status = self.ask(Command::Status).await?;
+        status.channels = self.channels.list();
+        Ok(status)
+    }
+
+    async fn add_channel(&self, spec: ChannelSpec) -> Result<ChannelInfo, Error> {
+        if !spec.profile.is_empty() {
+            Profiles::load(&self.config_dir)
+                .check(&spec.profile)
+                .map_err(|reason| {
+                    Error::InvalidArgument(format!("channel {}: {reason}", spec.kind))
+                })?;
+        }
+        self.channels.add(spec).await.map_err(|e| e.into_wire())
+    }
+
+    async fn remove_channel(&self, kind: String) -> Result<(), Error> {
+        self.channels.remove(&kind).map_err(|e| e.into_wire())
+    }
+
+    async fn list_channels(&self) -> Result<Vec<ChannelInfo>, Error> {
+        Ok(self.channels.list())
+    }
+
+    async fn test_channel(&self, kind: String, target: String) -> Result<String, Error> {
+        self.channels
+            .test(&kind, &target)
+            .await
+            .map_err(|e| e.into_wire())
     }
 }

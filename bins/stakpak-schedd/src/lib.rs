@@ -5,11 +5,14 @@
 //! runs live in `<state>/schedd.db` (`store.rs`). One loop (`scheduler.rs`) sleeps until the
 //! earliest firing; a run (`runner.rs`) asks sandboxd to run the check and the agent to run
 //! the session, since schedd itself executes nothing. How a run's end reaches people is the
-//! [`notify::Notifier`] hook.
+//! [`notify::Notifier`] hook, which the chat channels (`channels.rs`, `slack.rs`) implement:
+//! the Slack channel also starts and continues agent sessions from mentions and DMs.
 
+mod channels;
 mod config;
 mod dbus;
 pub mod notify;
+mod profiles;
 mod runner;
 mod schedule;
 mod scheduler;
@@ -37,20 +40,23 @@ impl Service for SchedulerDaemon {
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
         let db = ctx.paths.state_dir.join("schedd.db");
         let store = store::Store::open(&db).map_err(|e| StateError(e.to_string()))?;
+        let channels = channels::Channels::open(&db, ctx.own_connection.clone())
+            .map_err(|e| StateError(e.to_string()))?;
         let mut core = scheduler::Core::new(
             store,
             runner::Runner::new(runner::bus_address()),
-            Arc::new(notify::LogNotifier),
+            Arc::new(channels.clone()),
         );
         let current = ctx.config.borrow().clone();
         core.load(&current.autopilot, scheduler::now_ms())
             .map_err(|e| StateError(e.to_string()))?;
+        channels
+            .start_stored()
+            .map_err(|e| StateError(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(core.run(rx, ctx.config.clone()));
-        Ok(builder.serve_at(
-            Self::DAEMON.object_path(),
-            SchedulerInterface(dbus::Handler::new(ctx.control, tx)),
-        ))
+        let handler = dbus::Handler::new(ctx.control, tx, channels, ctx.paths.config_dir.clone());
+        Ok(builder.serve_at(Self::DAEMON.object_path(), SchedulerInterface(handler)))
     }
 }
 

@@ -611,6 +611,8 @@ impl Core {
                     schedules,
                     rejected: self.rejected.clone(),
                     active: self.active.values().cloned().collect(),
+                    // Filled in by the D-Bus side, which holds the channels.
+                    channels: Vec::new(),
                 });
                 let _ = reply.send(result);
             }

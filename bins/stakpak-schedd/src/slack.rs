@@ -14,11 +14,6 @@
 //! The tokens are [`SlackToken`]s: `Debug` prints their kind only, and no error or log line
 //! carries them.
 
-// Nothing outside this module calls it yet: schedd's core is to build a `SlackChannel` with
-// the tokens from secretd and an `AgentProxy`, spawn `SlackChannel::run`, and hand it to the
-// scheduler as its `notify::Notifier`. Until that wiring lands the whole module is unused.
-#![allow(dead_code)]
-
 use std::{collections::HashMap, collections::HashSet, sync::Arc, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
@@ -189,10 +184,13 @@ pub trait ThreadStore: Send + Sync + 'static {
     fn remember(&self, channel: &str, thread_ts: &str, session: &str);
 }
 
-/// A [`ThreadStore`] in memory (tests; or a daemon that does not persist threads).
+/// A [`ThreadStore`] in memory, for the tests of this module (schedd keeps threads in its
+/// database).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct MemoryThreadStore(Mutex<HashMap<(String, String), String>>);
 
+#[cfg(test)]
 impl ThreadStore for MemoryThreadStore {
     fn session(&self, channel: &str, thread_ts: &str) -> Option<String> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +208,44 @@ impl ThreadStore for MemoryThreadStore {
 
 type Client = SlackClient<SlackClientHyperHttpsConnector>;
 
+/// What the channel knows about its Socket Mode connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// `hello`s received: one per connection made.
+    pub hellos: u32,
+    /// Unix milliseconds of the last `hello` (0: none yet).
+    pub last_hello_ms: i64,
+    /// The last error of the connection, if any (never a token).
+    pub last_error: String,
+    pub last_error_ms: i64,
+}
+
+impl Link {
+    /// `connecting` before the first hello, `reconnecting` after an error newer than the
+    /// last hello, `connected` otherwise (values of `stakpak_proto::channel_state`).
+    pub fn state(&self) -> &'static str {
+        use stakpak_proto::channel_state as cs;
+        if self.last_error_ms > self.last_hello_ms {
+            if self.hellos == 0 {
+                cs::CONNECTING
+            } else {
+                cs::RECONNECTING
+            }
+        } else if self.hellos == 0 {
+            cs::CONNECTING
+        } else {
+            cs::CONNECTED
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The shared part, reachable from slack-morphism's callbacks through its user state.
 struct Inner {
     config: SlackConfig,
@@ -219,6 +255,9 @@ struct Inner {
     /// Threads with a turn in progress (`<channel> <thread_ts>`); a message of the thread
     /// meanwhile waits for it.
     busy: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    link: Mutex<Link>,
+    /// Set by [`SlackChannel::stop`]: `run` closes its connection and returns.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// The Slack channel of schedd.
@@ -278,8 +317,19 @@ impl SlackChannel {
                 agent,
                 store,
                 busy: tokio::sync::Mutex::new(HashMap::new()),
+                link: Mutex::new(Link::default()),
+                stop: tokio::sync::watch::Sender::new(false),
             }),
         })
+    }
+
+    /// How the Socket Mode connection is doing.
+    pub fn link(&self) -> Link {
+        self.inner
+            .link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Checks the bot token (`auth.test`); returns the bot's user id.
@@ -301,10 +351,16 @@ impl SlackChannel {
         self.inner.post(target, None, text, None).await
     }
 
-    /// Runs the Socket Mode listener until the task is dropped; slack-morphism reconnects
+    /// Closes the Socket Mode connection: `run` shuts its listener down and returns.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Runs the Socket Mode listener until [`SlackChannel::stop`]; slack-morphism reconnects
     /// it when the connection drops. Fails only when it cannot start.
     pub async fn run(&self) -> Result<(), SlackError> {
         let callbacks = SlackSocketModeListenerCallbacks::new()
+            .with_hello_events(|_hello, _client, state| on_hello(state))
             .with_push_events(on_push_event)
             .with_interaction_events(on_interaction);
         let env = Arc::new(
@@ -322,18 +378,21 @@ impl SlackChannel {
             .await
             .map_err(|e| SlackError::api("apps.connections.open", e))?;
         listener.start().await;
-        // Dropping the listener would stop its clients: hold it for as long as we run.
-        let _listener = listener;
-        std::future::pending::<()>().await;
+        let mut stop = self.inner.stop.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` lives.
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        listener.shutdown().await;
+        debug!("slack socket mode stopped");
         Ok(())
     }
 }
 
-/// Schedule notifications for `notify_channel = "slack"` go to `notify_target`; the post
-/// runs in its own task, as the scheduler's loop must not wait on Slack.
-impl crate::notify::Notifier for SlackChannel {
-    fn notify(&self, n: crate::notify::Notification) {
-        if n.channel != "slack" || n.target.is_empty() {
+impl SlackChannel {
+    /// Posts a schedule notification to its `notify_target` from a task of its own, as the
+    /// scheduler's loop must not wait on Slack.
+    pub fn notify_later(&self, n: crate::notify::Notification) {
+        if n.target.is_empty() {
+            warn!(schedule = %n.schedule, "slack notification without notify_target: dropped");
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -352,10 +411,32 @@ impl crate::notify::Notifier for SlackChannel {
 fn on_error(
     err: Box<dyn std::error::Error + Send + Sync>,
     _client: Arc<Client>,
-    _state: SlackClientEventsUserState,
+    state: SlackClientEventsUserState,
 ) -> HttpStatusCode {
     warn!(error = %err, "slack socket mode");
+    let message = err.to_string();
+    // The error handler is synchronous: record the error from a task.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Some(inner) = inner_of(&state).await {
+                let mut link = inner.link.lock().unwrap_or_else(|p| p.into_inner());
+                link.last_error = message;
+                link.last_error_ms = unix_ms().max(link.last_hello_ms + 1);
+            }
+        });
+    }
     HttpStatusCode::OK
+}
+
+/// A `hello`: a connection is up. (Called from a closure, since slack-morphism does not
+/// export the event's type.)
+async fn on_hello(state: SlackClientEventsUserState) {
+    if let Some(inner) = inner_of(&state).await {
+        let mut link = inner.link.lock().unwrap_or_else(|p| p.into_inner());
+        link.hellos += 1;
+        link.last_hello_ms = unix_ms().max(link.last_error_ms + 1);
+        debug!(connections = link.hellos, "slack socket mode connected");
+    }
 }
 
 async fn inner_of(state: &SlackClientEventsUserState) -> Option<Arc<Inner>> {
@@ -1150,7 +1231,7 @@ mod tests {
 
     #[test]
     fn a_schedule_notification_reaches_notify_target() {
-        use crate::notify::{Notification, Notifier};
+        use crate::notify::Notification;
         let s = setup();
         let notification = Notification {
             schedule: "backup".into(),
@@ -1161,15 +1242,12 @@ mod tests {
             target: "C42".into(),
         };
         let _guard = s.rt.enter();
-        // Another channel's notification is not Slack's to deliver.
-        Notifier::notify(
-            &s.channel,
-            Notification {
-                channel: "email".into(),
-                ..notification.clone()
-            },
-        );
-        Notifier::notify(&s.channel, notification);
+        // Without a target there is nowhere to post.
+        s.channel.notify_later(Notification {
+            target: String::new(),
+            ..notification.clone()
+        });
+        s.channel.notify_later(notification);
         let call = s.double.wait_call("chat.postMessage", 1, WAIT);
         assert_eq!(
             call.args,

@@ -17,7 +17,9 @@ use stakpak_secrets::placeholder::SecretString;
 use tokio::sync::OnceCell;
 use tracing::warn;
 
-use crate::state::{Command, CoreError, CoreHandle, Purpose, Redaction, Resolution, Who};
+use crate::state::{
+    Command, CoreError, CoreHandle, Purpose, REVEAL_CONSUMERS, Redaction, Resolution, Who,
+};
 
 /// Behind `dev.stakpak.Secrets1`.
 #[derive(Debug)]
@@ -80,15 +82,15 @@ impl Handler {
     }
 }
 
-/// Whether `caller` is the connection that owns `dev.stakpak.Sandbox1` right now. A
-/// sandboxed command runs as the same uid as sandboxd in embedded mode (and may reach the
-/// bus when its network is `host`); only the name, which the bus gives to one connection
-/// and which sandboxd holds for its whole life, tells sandboxd from its children.
-async fn owns_sandbox_name(caller: &Caller) -> bool {
+/// Whether `caller` is the connection that owns `daemon`'s bus name right now. A sandboxed
+/// command runs as the same uid as the daemons in embedded mode (and may reach the bus when
+/// its network is `host`); only the name, which the bus gives to one connection and which
+/// the daemon holds for its whole life, tells a daemon from a command.
+async fn owns_name(caller: &Caller, daemon: Daemon) -> bool {
     let Ok(dbus) = zbus::fdo::DBusProxy::new(&caller.connection).await else {
         return false;
     };
-    let Ok(name) = zbus::names::BusName::try_from(Daemon::Sandbox.bus_name()) else {
+    let Ok(name) = zbus::names::BusName::try_from(daemon.bus_name()) else {
         return false;
     };
     match dbus.get_name_owner(name).await {
@@ -298,12 +300,56 @@ impl SecretsHandler for Handler {
             .map_err(CoreError::into_wire)
     }
 
+    async fn reveal(
+        &self,
+        name: String,
+        consumer: String,
+        caller: Caller,
+    ) -> Result<String, Error> {
+        let daemon = Daemon::ALL
+            .into_iter()
+            .find(|d| d.short_name() == consumer)
+            .filter(|d| REVEAL_CONSUMERS.contains(&d.short_name()));
+        let Some(daemon) = daemon else {
+            return Err(Error::InvalidArgument(format!(
+                "Reveal serves the daemons {}; `{consumer}` is none of them",
+                REVEAL_CONSUMERS.join(", ")
+            )));
+        };
+        if !owns_name(&caller, daemon).await {
+            let uid = uid_of(&caller).await.map(i64::from).unwrap_or(-1);
+            warn!(
+                caller = %caller.name,
+                uid,
+                consumer = %consumer,
+                event = "reveal",
+                "reveal refused: the caller does not own the consumer's bus name"
+            );
+            return Err(Error::PermissionDenied(format!(
+                "{} does not own {}: only {consumer} may call Reveal for it",
+                caller.name,
+                daemon.bus_name()
+            )));
+        }
+        let who = self.who(&caller, true).await;
+        self.core
+            .ask(|reply| Command::Reveal {
+                who,
+                name,
+                consumer,
+                reply,
+            })
+            .await
+            .map(|value| value.expose().to_owned())
+            .map_err(CoreError::into_wire)
+    }
+
     async fn resolve(
         &self,
         request: ResolveRequest,
         caller: Caller,
     ) -> Result<ResolveReply, Error> {
-        if !caller.name.is_empty() && !owns_sandbox_name(&caller).await {
+        if !caller.name.is_empty() && !owns_name(&caller, Daemon::Sandbox).await {
             let uid = uid_of(&caller).await.map(i64::from).unwrap_or(-1);
             warn!(
                 caller = %caller.name,

@@ -36,6 +36,9 @@ use crate::{
     streams::{Stream, Streams},
 };
 
+/// The daemons `Reveal` serves; a secret set for them alone does not resolve in commands.
+pub const REVEAL_CONSUMERS: [&str; 3] = ["agent", "warden", "schedd"];
+
 /// Largest text `Redact`, `Register` and `Resolve` take.
 pub const MAX_TEXT: usize = 16 << 20;
 /// Largest chunk `RedactChunk` takes.
@@ -147,6 +150,14 @@ pub enum Command {
         value: SecretString,
         reply: Reply<String>,
     },
+    /// A secret limited to `consumer`, for that daemon's own use; the handler has checked
+    /// that the caller owns the daemon's bus name.
+    Reveal {
+        who: Who,
+        name: String,
+        consumer: String,
+        reply: Reply<SecretString>,
+    },
     /// A bus peer disconnected: its streams go.
     CallerGone {
         bus_name: String,
@@ -177,6 +188,8 @@ pub enum CoreError {
     NoUid { method: &'static str },
     #[error("secret {name} is limited to consumers that uid {uid} does not act as")]
     OutOfScope { name: String, uid: u32 },
+    #[error("secret {name} is not set for consumer {consumer}; Reveal gives only those")]
+    NotForConsumer { name: String, consumer: String },
     #[error("{what} is {len} bytes; the limit is {max}")]
     TooLarge {
         what: &'static str,
@@ -228,7 +241,8 @@ impl CoreError {
             CoreError::Vault(VaultError::NotAllowed { .. })
             | CoreError::NotAllowed { .. }
             | CoreError::NoUid { .. }
-            | CoreError::OutOfScope { .. } => WireError::PermissionDenied(message),
+            | CoreError::OutOfScope { .. }
+            | CoreError::NotForConsumer { .. } => WireError::PermissionDenied(message),
             CoreError::TooManyStreams { .. } | CoreError::Stopped => {
                 WireError::Unavailable(message)
             }
@@ -409,6 +423,14 @@ impl Core {
                 reply,
             } => {
                 let _ = reply.send(self.remember(&who, &session, &rule, &value));
+            }
+            Command::Reveal {
+                who,
+                name,
+                consumer,
+                reply,
+            } => {
+                let _ = reply.send(self.reveal(settings, &who, &name, &consumer));
             }
             Command::OpenStream {
                 who,
@@ -749,6 +771,46 @@ impl Core {
         Ok(out)
     }
 
+    /// A secret set for `consumer` (named in its consumers, not "every consumer"), to a
+    /// caller whose uid acts as `consumer`.
+    fn reveal(
+        &self,
+        settings: &Settings,
+        who: &Who,
+        name: &str,
+        consumer: &str,
+    ) -> Result<SecretString, CoreError> {
+        let uid = who.uid.ok_or(CoreError::NoUid { method: "Reveal" })?;
+        if !settings.consumers.allows(consumer, uid) {
+            return Err(CoreError::NotAllowed {
+                uid,
+                method: "Reveal",
+            });
+        }
+        let value = self.vault.get(name).ok_or_else(|| VaultError::NotFound {
+            name: name.to_owned(),
+        })?;
+        let named = self
+            .scopes
+            .get(name)
+            .is_some_and(|consumers| consumers.iter().any(|c| c == consumer));
+        if !named {
+            return Err(CoreError::NotForConsumer {
+                name: name.to_owned(),
+                consumer: consumer.to_owned(),
+            });
+        }
+        info!(
+            event = "reveal",
+            caller = %who.bus_name,
+            uid,
+            name,
+            consumer,
+            "secret given to its consumer"
+        );
+        Ok(value.clone())
+    }
+
     fn resolve(
         &mut self,
         settings: &Settings,
@@ -784,8 +846,13 @@ impl Core {
             match reference.kind {
                 ReferenceKind::Vault => {
                     let consumers = scopes.get(&reference.name)?;
+                    // A secret set for daemons that `Reveal` serves (schedd's channel
+                    // tokens) never reaches a command, whatever uid sandboxd runs as.
                     let in_scope = consumers.is_empty()
-                        || consumers.iter().any(|c| settings.consumers.allows(c, uid));
+                        || consumers.iter().any(|c| {
+                            !REVEAL_CONSUMERS.contains(&c.as_str())
+                                && settings.consumers.allows(c, uid)
+                        });
                     if !in_scope {
                         out_of_scope = Some(reference.name.clone());
                         return None;

@@ -1,11 +1,19 @@
 //! `stakpak autopilot`: schedules of schedd (`Scheduler1`): add, list, remove, enable,
-//! disable, history, trigger, show a run, clean old runs; and the scheduler's status.
+//! disable, history, trigger, show a run, clean old runs; chat channels: add, list, remove,
+//! test; and the scheduler's status.
+//!
+//! A channel's tokens go from here to secretd (set for consumer schedd), never to schedd's
+//! database or a log; schedd fetches them from secretd when it connects the channel.
 
-use std::{process::ExitCode, time::Duration};
+use std::{io::Read, process::ExitCode, time::Duration};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use stakpak_proto::{RunInfo, ScheduleInfo, ScheduleSpec, SchedulerProxy, run_outcome};
+use stakpak_proto::{
+    ChannelInfo, ChannelSpec, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerProxy, SecretsProxy,
+    run_outcome,
+};
+use stakpak_secrets::placeholder::SecretString;
 
 use crate::{locate, suite::Layout};
 
@@ -14,7 +22,12 @@ pub enum AutopilotCommand {
     /// Schedules: the agent woken on a cron expression, after an optional check script.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
-    /// Schedules with their next firing and last run, rejected entries, runs in progress.
+    /// Chat channels (Slack): mentions and DMs start agent sessions, approvals become
+    /// buttons, schedule notifications go there.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Schedules with their next firing and last run, rejected entries, runs in progress,
+    /// channels and their connection.
     Status {
         /// Print JSON.
         #[arg(long)]
@@ -64,6 +77,47 @@ pub enum ScheduleCommand {
         #[arg(long, default_value_t = 30, value_name = "N")]
         older_than_days: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Add a channel. The tokens are read from stdin (one per line, or asked for without
+    /// echo on a terminal) unless given as flags; they are stored in secretd for schedd
+    /// alone and checked with the service before the channel is kept.
+    Add(ChannelAddArgs),
+    /// Every channel and its connection state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a channel and delete its tokens from secretd.
+    Remove { kind: String },
+    /// Check a channel's bot token; with --target, post a test message there.
+    Test {
+        kind: String,
+        /// A channel id (C…) or user id (U…) to post a test message to.
+        #[arg(long)]
+        target: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelAddArgs {
+    /// The kind of channel: slack.
+    pub kind: String,
+    /// The bot token (xoxb-…). A flag is visible to other users in the process list;
+    /// prefer stdin.
+    #[arg(long, value_name = "TOKEN")]
+    pub bot_token: Option<String>,
+    /// The app-level token with connections:write (xapp-…), for Socket Mode.
+    #[arg(long, value_name = "TOKEN")]
+    pub app_token: Option<String>,
+    /// Agent profile of sessions started from the channel (default: default).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// The service's Web API base URL (default: https://slack.com/api).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -121,11 +175,186 @@ pub fn run(
     runtime.block_on(async {
         let conn = target.connect().await?;
         let proxy = SchedulerProxy::new(&conn).await?;
-        execute(command, &proxy).await
+        execute(command, &proxy, &conn).await
     })
 }
 
-async fn execute(command: AutopilotCommand, s: &SchedulerProxy<'_>) -> anyhow::Result<ExitCode> {
+/// Secret names of the Slack tokens (schedd's `channels.rs` reads the same).
+const SLACK_BOT_TOKEN: &str = "slack.bot_token";
+const SLACK_APP_TOKEN: &str = "slack.app_token";
+
+async fn channel(
+    command: ChannelCommand,
+    s: &SchedulerProxy<'_>,
+    secrets: &SecretsProxy<'_>,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ChannelCommand::Add(a) => {
+            if a.kind != "slack" {
+                bail!("unknown channel kind `{}`: schedd knows `slack`", a.kind);
+            }
+            let existing = s.list_channels().await.map_err(plain)?;
+            if existing.iter().any(|c| c.spec.kind == a.kind) {
+                bail!(
+                    "a {} channel is already configured; remove it first (`stakpak autopilot channel remove {}`)",
+                    a.kind,
+                    a.kind
+                );
+            }
+            let (bot, app) = slack_tokens(a.bot_token, a.app_token)?;
+            let store = async |name: &str, value: &SecretString| {
+                secrets
+                    .set(
+                        name.to_owned(),
+                        value.expose().to_owned(),
+                        vec!["schedd".into()],
+                    )
+                    .await
+                    .map_err(plain)
+                    .with_context(|| format!("secretd: cannot store {name}"))
+            };
+            store(SLACK_BOT_TOKEN, &bot).await?;
+            if let Err(e) = store(SLACK_APP_TOKEN, &app).await {
+                let _ = secrets.delete(SLACK_BOT_TOKEN.into()).await;
+                return Err(e);
+            }
+            let spec = ChannelSpec {
+                kind: a.kind.clone(),
+                profile: a.profile.unwrap_or_default(),
+                api_url: a.api_url.unwrap_or_default(),
+            };
+            match s.add_channel(spec).await {
+                Ok(info) => println!(
+                    "added {} channel: bot user {}, {}",
+                    info.spec.kind, info.bot_user, info.state
+                ),
+                Err(e) => {
+                    // Nothing half-configured stays behind: the tokens go again.
+                    let _ = secrets.delete(SLACK_BOT_TOKEN.into()).await;
+                    let _ = secrets.delete(SLACK_APP_TOKEN.into()).await;
+                    return Err(plain(e).context(format!("the {} channel was not added", a.kind)));
+                }
+            }
+        }
+        ChannelCommand::List { json } => {
+            let list = s.list_channels().await.map_err(plain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", render_channels(&list));
+            }
+        }
+        ChannelCommand::Remove { kind } => {
+            s.remove_channel(kind.clone()).await.map_err(plain)?;
+            if kind == "slack" {
+                for name in [SLACK_BOT_TOKEN, SLACK_APP_TOKEN] {
+                    if let Err(e) = secrets.delete(name.into()).await {
+                        eprintln!(
+                            "stakpak: warning: secretd: cannot delete {name}: {}",
+                            plain(e)
+                        );
+                    }
+                }
+            }
+            println!("removed {kind} channel and its tokens");
+        }
+        ChannelCommand::Test { kind, target } => {
+            let said = s
+                .test_channel(kind, target.unwrap_or_default())
+                .await
+                .map_err(plain)?;
+            println!("{said}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bot and app tokens: from the flags, else from stdin (asked for without echo on a
+/// terminal; otherwise one token per line, told apart by their `xoxb-`/`xapp-` prefixes).
+fn slack_tokens(
+    bot: Option<String>,
+    app: Option<String>,
+) -> anyhow::Result<(SecretString, SecretString)> {
+    let mut bot = bot.map(SecretString::new);
+    let mut app = app.map(SecretString::new);
+    if bot.is_none() || app.is_none() {
+        let stdin = std::io::stdin();
+        if rustix::termios::isatty(&stdin) {
+            if bot.is_none() {
+                bot = Some(crate::secret::read_stdin("the bot token (xoxb-…)")?);
+            }
+            if app.is_none() {
+                app = Some(crate::secret::read_stdin("the app token (xapp-…)")?);
+            }
+        } else {
+            let mut bytes = Vec::new();
+            stdin
+                .lock()
+                .read_to_end(&mut bytes)
+                .context("cannot read the tokens from stdin")?;
+            let text = crate::secret::into_secret(bytes).context("stdin is not UTF-8 text")?;
+            for line in text.expose().lines().map(str::trim) {
+                if line.starts_with("xoxb-") && bot.is_none() {
+                    bot = Some(SecretString::new(line.to_owned()));
+                } else if line.starts_with("xapp-") && app.is_none() {
+                    app = Some(SecretString::new(line.to_owned()));
+                }
+            }
+        }
+    }
+    let (Some(bot), Some(app)) = (bot, app) else {
+        bail!(
+            "the slack channel needs a bot token (xoxb-…) and an app token (xapp-…): \
+             give them on stdin, one per line, or with --bot-token and --app-token"
+        );
+    };
+    if !bot.expose().starts_with("xoxb-") {
+        bail!("the bot token must start with xoxb- (a bot user OAuth token)");
+    }
+    if !app.expose().starts_with("xapp-") {
+        bail!("the app token must start with xapp- (an app-level token with connections:write)");
+    }
+    if bot.expose().len() < 10 || app.expose().len() < 10 {
+        bail!("a slack token is too short to be real");
+    }
+    Ok((bot, app))
+}
+
+fn render_channels(list: &[ChannelInfo]) -> String {
+    if list.is_empty() {
+        return "no channels (add one: stakpak autopilot channel add slack)\n".into();
+    }
+    let mut out = format!(
+        "{:<8}  {:<12}  {:<19}  {:<11}  {:<10}  {}\n",
+        "KIND", "STATE", "SINCE", "BOT", "PROFILE", "ERROR"
+    );
+    for c in list {
+        out.push_str(&format!(
+            "{:<8}  {:<12}  {:<19}  {:<11}  {:<10}  {}\n",
+            c.spec.kind,
+            c.state,
+            time(c.since_ms),
+            if c.bot_user.is_empty() {
+                "-"
+            } else {
+                &c.bot_user
+            },
+            if c.spec.profile.is_empty() {
+                "default"
+            } else {
+                &c.spec.profile
+            },
+            c.error
+        ));
+    }
+    out
+}
+
+async fn execute(
+    command: AutopilotCommand,
+    s: &SchedulerProxy<'_>,
+    conn: &stakpak_proto::zbus::Connection,
+) -> anyhow::Result<ExitCode> {
     match command {
         AutopilotCommand::Status { json } => {
             let status = s.scheduler_status().await.context("schedd")?;
@@ -144,7 +373,25 @@ async fn execute(command: AutopilotCommand, s: &SchedulerProxy<'_>) -> anyhow::R
                         time(run.started_ms)
                     );
                 }
+                for c in &status.channels {
+                    println!(
+                        "channel {}: {} since {} ({} connections){}",
+                        c.spec.kind,
+                        c.state,
+                        time(c.since_ms),
+                        c.connections,
+                        if c.error.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", last error: {}", c.error)
+                        }
+                    );
+                }
             }
+        }
+        AutopilotCommand::Channel(cmd) => {
+            let secrets = SecretsProxy::new(conn).await?;
+            return channel(cmd, s, &secrets).await;
         }
         AutopilotCommand::Schedule(cmd) => match cmd {
             ScheduleCommand::Add(a) => {

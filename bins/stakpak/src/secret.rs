@@ -152,7 +152,7 @@ where
 
 /// Reads the value from stdin: without echo from a terminal (one line), else all of it.
 /// One trailing newline is dropped; `echo "$TOKEN" |` adds one.
-fn read_stdin(name: &str) -> anyhow::Result<SecretString> {
+pub(crate) fn read_stdin(name: &str) -> anyhow::Result<SecretString> {
     let stdin = std::io::stdin();
     let mut bytes = Vec::new();
     if rustix::termios::isatty(&stdin) {
@@ -182,7 +182,7 @@ fn read_stdin(name: &str) -> anyhow::Result<SecretString> {
     into_secret(bytes).context("the value on stdin is not UTF-8 text")
 }
 
-fn into_secret(bytes: Vec<u8>) -> anyhow::Result<SecretString> {
+pub(crate) fn into_secret(bytes: Vec<u8>) -> anyhow::Result<SecretString> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SecretString::new(text)),
         Err(e) => {

@@ -62,4 +62,25 @@ pub struct ServeContext<C> {
     pub config: watch::Receiver<Arc<C>>,
     /// Its folders.
     pub paths: Paths,
+    /// The daemon's own bus connection, the one that owns its name, once it does.
+    pub own_connection: OwnConnection,
+}
+
+/// The daemon's own connection, available once its bus name is owned: calls that a peer
+/// accepts only from the owner of that name (secretd's `Resolve`, `Reveal`) go through it.
+#[derive(Debug, Clone)]
+pub struct OwnConnection(watch::Receiver<Option<zbus::Connection>>);
+
+impl OwnConnection {
+    /// The sender the runtime fills once the name is owned, and the handle given out.
+    pub fn new() -> (watch::Sender<Option<zbus::Connection>>, OwnConnection) {
+        let (tx, rx) = watch::channel(None);
+        (tx, OwnConnection(rx))
+    }
+
+    /// Waits until the daemon owns its name; `None` when it stopped before.
+    pub async fn get(&self) -> Option<zbus::Connection> {
+        let mut rx = self.0.clone();
+        rx.wait_for(Option::is_some).await.ok()?.clone()
+    }
 }

@@ -19,7 +19,7 @@ mod run;
 pub use args::DaemonArgs;
 pub use bus::{BusTarget, caller_uid};
 pub use config::{ConfigError, DaemonConfig, LogConfig, load_config};
-pub use control::{ControlHandle, ServeContext};
+pub use control::{ControlHandle, OwnConnection, ServeContext};
 pub use landlock::{Confinement, LandlockError, LandlockOutcome, SYSTEM_READ, restrict_self};
 pub use logging::{LogHandle, LoggingError};
 pub use notify::{Notifier, watchdog_interval};

@@ -22,7 +22,7 @@ use crate::{
     BusTarget, ConfigError, Confinement, DaemonArgs, DaemonConfig, LandlockError, LandlockOutcome,
     LogConfig, LogHandle, LoggingError, Notifier, Paths, PathsError,
     bus::{self, NameError},
-    control::{ControlEvent, ControlHandle, ServeContext},
+    control::{ControlEvent, ControlHandle, OwnConnection, ServeContext},
     load_config, logging, watchdog_interval,
 };
 
@@ -245,10 +245,12 @@ impl<S: Service> Running<S> {
         let (mut term, mut int, mut hup) = signals.map_err(RunError::Runtime)?;
 
         let (tx, mut rx) = mpsc::channel(64);
+        let (own_tx, own_connection) = OwnConnection::new();
         let ctx = ServeContext {
             control: ControlHandle::new(tx),
             config: self.config.subscribe(),
             paths: self.paths.clone(),
+            own_connection,
         };
         let builder = S::serve(ctx, self.target.builder()).await.map_err(|e| {
             match e.downcast::<StateError>() {
@@ -261,6 +263,7 @@ impl<S: Service> Running<S> {
             source,
         })?;
         bus::request_name(&conn, S::DAEMON.bus_name()).await?;
+        let _ = own_tx.send(Some(conn.clone()));
 
         self.state = DaemonState::Running;
         let ready = format!("serving {} on {}", S::DAEMON.bus_name(), self.target);

@@ -11,10 +11,10 @@ use zbus::interface;
 use zbus::OwnedFd;
 
 use crate::{
-    Caller, ChangeInfo, CheckReply, CheckRequest, DaemonStatus, Error, ExecReply, ExecRequest,
-    RedactReply, ResolveReply, ResolveRequest, RunInfo, ScheduleInfo, ScheduleSpec,
-    SchedulerStatus, SecretInfo, SessionDetail, SessionInfo, SetRequest, StartRequest, TaskDetails,
-    TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
+    Caller, ChangeInfo, ChannelInfo, ChannelSpec, CheckReply, CheckRequest, DaemonStatus, Error,
+    ExecReply, ExecRequest, RedactReply, ResolveReply, ResolveRequest, RunInfo, ScheduleInfo,
+    ScheduleSpec, SchedulerStatus, SecretInfo, SessionDetail, SessionInfo, SetRequest,
+    StartRequest, TaskDetails, TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
 };
 
 /// Methods every daemon answers.
@@ -138,6 +138,15 @@ pub trait SecretsHandler: DaemonControl {
         session: String,
         rule: String,
         value: String,
+        caller: Caller,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+    /// The value of a secret limited to `consumer`, for that daemon's own use (schedd's
+    /// channel tokens). Only the connection owning that daemon's bus name may call it, and
+    /// only for secrets whose consumers name it.
+    fn reveal(
+        &self,
+        name: String,
+        consumer: String,
         caller: Caller,
     ) -> impl Future<Output = Result<String, Error>> + Send;
 }
@@ -267,8 +276,25 @@ pub trait SchedulerHandler: DaemonControl {
     fn show_run(&self, id: String) -> impl Future<Output = Result<RunInfo, Error>> + Send;
     /// Deletes finished runs older than `older_than_days`; returns how many.
     fn clean(&self, older_than_days: u32) -> impl Future<Output = Result<u64, Error>> + Send;
-    /// Schedules, rejected entries of `autopilot.toml` and runs in progress.
+    /// Schedules, rejected entries of `autopilot.toml`, runs in progress and channels.
     fn scheduler_status(&self) -> impl Future<Output = Result<SchedulerStatus, Error>> + Send;
+    /// Adds a chat channel whose tokens are already in secretd (set for consumer schedd):
+    /// checks them with the service, stores the channel and connects it.
+    fn add_channel(
+        &self,
+        spec: ChannelSpec,
+    ) -> impl Future<Output = Result<ChannelInfo, Error>> + Send;
+    /// Disconnects and forgets a channel (its tokens stay in secretd).
+    fn remove_channel(&self, kind: String) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Every channel with its connection state.
+    fn list_channels(&self) -> impl Future<Output = Result<Vec<ChannelInfo>, Error>> + Send;
+    /// Checks a channel's tokens with the service and, when `target` is set, posts a test
+    /// message there; returns what was done.
+    fn test_channel(
+        &self,
+        kind: String,
+        target: String,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
 }
 
 /// `dev.stakpak.Agent1`: the agent loop.
@@ -540,6 +566,19 @@ impl<H: SecretsHandler> SecretsInterface<H> {
     ) -> Result<String, Error> {
         self.0
             .remember(session, rule, value, caller(&header, connection))
+            .await
+    }
+
+    /// The value of secret `name`, limited to `consumer`, for that daemon itself.
+    async fn reveal(
+        &self,
+        name: String,
+        consumer: String,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<String, Error> {
+        self.0
+            .reveal(name, consumer, caller(&header, connection))
             .await
     }
 
@@ -818,8 +857,28 @@ impl<H: SchedulerHandler> SchedulerInterface<H> {
         self.0.clean(older_than_days).await
     }
 
-    /// Schedules, rejected entries and runs in progress.
+    /// Schedules, rejected entries, runs in progress and channels.
     async fn scheduler_status(&self) -> Result<SchedulerStatus, Error> {
         self.0.scheduler_status().await
+    }
+
+    /// Adds a chat channel (its tokens already in secretd).
+    async fn add_channel(&self, spec: ChannelSpec) -> Result<ChannelInfo, Error> {
+        self.0.add_channel(spec).await
+    }
+
+    /// Removes a chat channel.
+    async fn remove_channel(&self, kind: String) -> Result<(), Error> {
+        self.0.remove_channel(kind).await
+    }
+
+    /// Every chat channel.
+    async fn list_channels(&self) -> Result<Vec<ChannelInfo>, Error> {
+        self.0.list_channels().await
+    }
+
+    /// Checks a channel; with a target, posts a test message.
+    async fn test_channel(&self, kind: String, target: String) -> Result<String, Error> {
+        self.0.test_channel(kind, target).await
     }
 }

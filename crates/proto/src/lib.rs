@@ -30,7 +30,10 @@ pub use names::Daemon;
 pub use sandbox::{
     ChangeInfo, ExecReply, ExecRequest, TaskDetails, TaskInfo, ViewReply, ViewRequest, exec_status,
 };
-pub use scheduler::{RunInfo, ScheduleInfo, ScheduleSpec, SchedulerStatus, run_outcome};
+pub use scheduler::{
+    ChannelInfo, ChannelSpec, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerStatus, channel_state,
+    run_outcome,
+};
 pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };

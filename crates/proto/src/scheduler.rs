@@ -85,6 +85,48 @@ pub struct SchedulerStatus {
     pub rejected: Vec<String>,
     /// Runs in progress.
     pub active: Vec<RunInfo>,
+    /// Chat channels and their connection state.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// A chat channel of schedd. Its tokens are not here: they live in secretd, set for
+/// consumer schedd (`slack.bot_token`, `slack.app_token`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ChannelSpec {
+    /// `slack`.
+    pub kind: String,
+    /// Profile of agent sessions started from the channel; empty: `default`.
+    pub profile: String,
+    /// The service's Web API base URL; empty: its public one (`https://slack.com/api`).
+    pub api_url: String,
+}
+
+/// A channel and how its connection is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ChannelInfo {
+    pub spec: ChannelSpec,
+    /// A value of [`channel_state`].
+    pub state: String,
+    /// The last error, when there is one.
+    pub error: String,
+    /// Unix milliseconds of the last change of `state`.
+    pub since_ms: i64,
+    /// The bot's user id, once the bot token was checked.
+    pub bot_user: String,
+    /// Socket Mode connections made so far (1 + reconnections).
+    pub connections: u32,
+}
+
+/// The values of [`ChannelInfo::state`].
+pub mod channel_state {
+    /// Waiting for the tokens, for the service, or for the first `hello`.
+    pub const CONNECTING: &str = "connecting";
+    /// The service said `hello` on the live connection.
+    pub const CONNECTED: &str = "connected";
+    /// The connection failed or dropped; it is being opened again.
+    pub const RECONNECTING: &str = "reconnecting";
+    /// It cannot run (tokens missing or refused); `error` says why.
+    pub const FAILED: &str = "failed";
 }
 
 /// The values of [`RunInfo::outcome`].

@@ -255,6 +255,17 @@ impl SecretsHandler for EchoSecrets {
     ) -> Result<String, Error> {
         Ok(format!("[REDACTED_SECRET:{rule}:{session}{}]", value.len()))
     }
+
+    async fn reveal(
+        &self,
+        name: String,
+        consumer: String,
+        _caller: Caller,
+    ) -> Result<String, Error> {
+        Err(Error::PermissionDenied(format!(
+            "secret {name} is not set for consumer {consumer}"
+        )))
+    }
 }
 
 async fn secrets_pair() -> (zbus::Connection, zbus::Connection) {
@@ -396,6 +407,13 @@ async fn secrets_calls_round_trip_whole() {
             .await
             .unwrap(),
         "[REDACTED_SECRET:generated-password:s16]"
+    );
+    assert_eq!(
+        secrets
+            .reveal("slack.bot_token".into(), "schedd".into())
+            .await
+            .unwrap_err(),
+        Error::PermissionDenied("secret slack.bot_token is not set for consumer schedd".into())
     );
 }
 

@@ -104,11 +104,12 @@ impl EmbeddedSuite {
         cmd
     }
 
-    /// Stores a secret through `stakpak secret set NAME` (value on stdin, as users do).
-    pub fn set_secret(&self, name: &str, value: &str) {
+    /// Runs `stakpak ARGS` with `stdin` written to its standard input (values and tokens
+    /// go there, as users give them).
+    pub fn stakpak_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let mut child = self
-            .stakpak_command(&["secret", "set", name])
+            .stakpak_command(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -118,10 +119,30 @@ impl EmbeddedSuite {
             .stdin
             .take()
             .unwrap()
-            .write_all(value.as_bytes())
+            .write_all(stdin.as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "stakpak secret set {name}: {out:?}");
+        child.wait_with_output().unwrap().into()
+    }
+
+    /// Stores a secret through `stakpak secret set NAME` (value on stdin, as users do).
+    pub fn set_secret(&self, name: &str, value: &str) {
+        let out = self.stakpak_with_stdin(&["secret", "set", name], value);
+        assert!(out.code == Some(0), "stakpak secret set {name}: {out:?}");
+    }
+
+    /// Sends SIGKILL to the running `binary` of the suite (the supervisor restarts it);
+    /// returns the pid it had.
+    pub fn kill_9(&self, binary: &str) -> u32 {
+        let pid = self
+            .pid_of(binary)
+            .unwrap_or_else(|| panic!("{binary} is not running"));
+        let pid_t = i32::try_from(pid).unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid_t).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        pid
     }
 
     /// `stakpak status --json`, parsed.
