@@ -16,6 +16,7 @@ pub mod secret;
 pub mod status;
 pub mod suite;
 pub mod systemd;
+pub mod tui;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -308,6 +309,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let layout = Layout::resolve(&placement)?;
     let bus = cli.bus_address.as_deref();
     let Some(command) = cli.command else {
+        // Nothing to run and a person at a terminal: the console.
+        if cli.prompt.is_none()
+            && cli.run.session.is_none()
+            && cli.run.checkpoint.is_none()
+            && tui::on_terminal()
+        {
+            let options = tui::Options {
+                bus_address: cli.bus_address.clone(),
+                profile: cli.run.profile.clone(),
+                model: cli.run.model.clone(),
+                session: None,
+            };
+            return tui::run(options, &layout);
+        }
         run::check(cli.prompt.as_deref(), &cli.run)?;
         return run::run(cli.prompt, &cli.run, bus, &layout);
     };
