@@ -171,16 +171,19 @@ impl Rows<'_> {
 
     fn push_hard(&mut self, text: &str, style: ratatui::style::Style) {
         let mut chunk = String::new();
+        let mut chunk_width = 0;
         self.start_row();
         for c in text.chars() {
             let w = c.width().unwrap_or(0);
-            if self.used + width(&chunk) + w > self.room && (self.used > 0 || !chunk.is_empty()) {
+            if self.used + chunk_width + w > self.room && (self.used > 0 || chunk_width > 0) {
                 self.append(&chunk, style);
                 chunk.clear();
+                chunk_width = 0;
                 self.flush();
                 self.start_row();
             }
             chunk.push(c);
+            chunk_width += w;
         }
         self.append(&chunk, style);
     }
