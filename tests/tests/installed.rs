@@ -22,7 +22,7 @@ use std::{
 
 use serde_json::json;
 use stakpak_proto::Daemon;
-use stakpak_testkit::{Container, LlmDouble, Output, Turn, nspawn_rootfs, wait_until};
+use stakpak_testkit::{Container, LlmDouble, Output, SlackDouble, Turn, nspawn_rootfs, wait_until};
 
 /// Where the folder holding the `.deb` appears inside the container.
 const DEB_DIR: &str = "/srv/stakpak-deb";
@@ -72,6 +72,7 @@ fn the_installed_deb_runs_the_suite_under_systemd() {
     bus_names_owned(&c);
     landlock_enforced_in_every_daemon(&c);
     let session = scripted_run_completes(&c, &double);
+    slack_tokens_reach_schedd_alone(&c);
     doctor_passes_and_names_a_stopped_docker(&c);
     warden_logs_structured_fields(&c);
     killed_daemons_come_back(&c, &session);
@@ -321,6 +322,64 @@ fn scripted_run_completes(c: &Container, double: &LlmDouble) -> String {
                 &format!("no session id: {out:?}"),
             )
         })
+}
+
+/// The Slack channel under systemd: root stores the tokens in secretd for schedd, schedd (its
+/// own user, its own bus name) fetches them with `Reveal` and connects to the Slack double
+/// on the host's loopback; no command can resolve them, and a kill -9 of schedd is followed
+/// by a new connection with the tokens fetched again.
+fn slack_tokens_reach_schedd_alone(c: &Container) {
+    const BOT: &str = "xoxb-installed-canary-7f3a9c";
+    const APP: &str = "xapp-1-installed-canary-2b8d";
+    let slack = SlackDouble::start(BOT, APP);
+    let step = "slack channel under systemd";
+    let out = c.sh(&format!(
+        "printf '%s\\n' {BOT} {APP} | stakpak autopilot channel add slack --api-url {}",
+        slack.api_url()
+    ));
+    if out.code != Some(0) {
+        fail(c, step, &format!("{out:?}"));
+    }
+    let connected = |n: u32| {
+        wait_until(Duration::from_secs(30), || {
+            (slack.connections_opened() >= n && slack.live_connections() >= 1).then_some(())
+        })
+    };
+    if connected(1).is_none() {
+        fail(c, step, "no socket mode connection from schedd");
+    }
+    let out = c.exec(&[
+        "stakpak",
+        "sandbox",
+        "exec",
+        "--",
+        "echo {{secret:slack.bot_token}}",
+    ]);
+    if out.code == Some(0)
+        || out.stdout.contains(BOT)
+        || !out
+            .stderr
+            .contains("slack.bot_token is limited to consumers")
+    {
+        fail(
+            c,
+            step,
+            &format!("a command resolved the bot token: {out:?}"),
+        );
+    }
+    let before = main_pid(c, "stakpak-schedd.service");
+    let _ = c.exec(&["kill", "-9", &before.to_string()]);
+    if connected(2).is_none() {
+        fail(c, step, "schedd did not reconnect after kill -9");
+    }
+    let logs = c.sh("journalctl --no-pager -o cat -u 'stakpak-*'");
+    if logs.stdout.contains(BOT) || logs.stdout.contains(APP) {
+        fail(c, step, "a token is in the journal");
+    }
+    let out = c.exec(&["stakpak", "autopilot", "channel", "remove", "slack"]);
+    if out.code != Some(0) {
+        fail(c, step, &format!("{out:?}"));
+    }
 }
 
 /// `stakpak doctor` passes on the installed system (the agent's profile is configured by the
