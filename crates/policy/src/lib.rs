@@ -11,6 +11,7 @@ pub mod extract;
 pub mod load;
 mod normalize;
 pub mod pack;
+pub mod request;
 pub mod shell;
 
 use std::{collections::HashMap, fmt, str::FromStr};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use extract::{Arg, Effect, Invocation};
 pub use normalize::Normalized;
 pub use pack::{Pack, PackError, parse_pack};
+pub use request::HttpRequest;
 
 /// What the warden says about an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,6 +69,8 @@ pub enum Action {
     Write(String),
     /// A file about to be deleted.
     Delete(String),
+    /// An HTTP request through the egress proxy.
+    Request(HttpRequest),
 }
 
 impl Action {
@@ -190,6 +194,16 @@ impl Policy {
                     .extend(spec.aliases.iter().map(|(k, v)| (k.clone(), v.clone())));
                 merged.single_dash_long |= spec.single_dash_long;
             }
+            for r in &p.requests {
+                if let Some(other) = ids.insert(r.id.clone(), p.source.clone()) {
+                    return Err(PackError::Duplicate {
+                        source_name: p.source.clone(),
+                        rule: r.id.clone(),
+                        other,
+                    }
+                    .into());
+                }
+            }
             for (ri, r) in p.rules.iter().enumerate() {
                 if let Some(other) = ids.insert(r.id.clone(), p.source.clone()) {
                     return Err(PackError::Duplicate {
@@ -265,6 +279,53 @@ impl Policy {
                     }
                 }
             }
+            for r in &p.requests {
+                let patterns = r
+                    .matches
+                    .patterns()
+                    .chain(r.unless.iter().flat_map(|u| u.patterns()));
+                for pattern in patterns {
+                    pattern.build().map_err(|message| PackError::Rule {
+                        source_name: p.source.clone(),
+                        rule: r.id.clone(),
+                        message,
+                    })?;
+                }
+                let fail = |example: &str, problem: String| PackError::Example {
+                    source_name: p.source.clone(),
+                    rule: r.id.clone(),
+                    example: example.to_string(),
+                    problem,
+                };
+                let examples = r
+                    .examples
+                    .matching
+                    .iter()
+                    .map(|e| (e, true))
+                    .chain(r.examples.not_match.iter().map(|e| (e, false)));
+                for (ex, should) in examples {
+                    let req = HttpRequest::parse_example(ex)
+                        .map_err(|e| fail(ex, format!("is not a request: {e}")))?;
+                    let v = self.check(&Action::Request(req));
+                    let matched = v.matches.iter().any(|m| m.rule == r.id);
+                    match (should, matched) {
+                        (true, false) => {
+                            let got = match &v.rule {
+                                Some(rule) => format!("{} by {rule}", v.decision),
+                                None => format!("{} (no rule)", v.decision),
+                            };
+                            return Err(fail(ex, format!("does not match it (verdict: {got})")));
+                        }
+                        (false, true) => {
+                            return Err(fail(
+                                ex,
+                                "matches it but is listed under not_match".into(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -302,6 +363,7 @@ impl Policy {
             Action::Delete(path) => {
                 self.judge_file(&extract::normalize_path(path), false, &mut matches)
             }
+            Action::Request(req) => self.judge_request(req, &mut matches),
         }
         self.decide(matches, action)
     }
@@ -342,6 +404,9 @@ impl Policy {
                     Action::Command(c) => c.clone(),
                     Action::Write(p) => format!("write {p}"),
                     Action::Delete(p) => format!("delete {p}"),
+                    Action::Request(r) => {
+                        format!("{} [{}]", r.display(), request::operation(r).name)
+                    }
                 }),
                 matches,
             },
@@ -399,6 +464,25 @@ impl Policy {
                     reason: rule.reason.clone(),
                     action: truncate(&norm.display()),
                 });
+            }
+        }
+    }
+
+    fn judge_request(&self, req: &HttpRequest, out: &mut Vec<RuleMatch>) {
+        let op = request::operation(req);
+        for p in &self.packs {
+            for rule in &p.requests {
+                if rule.matches.matches(req, &op)
+                    && !rule.unless.as_ref().is_some_and(|u| u.matches(req, &op))
+                {
+                    out.push(RuleMatch {
+                        rule: rule.id.clone(),
+                        pack: rule.pack.clone(),
+                        decision: rule.decision,
+                        reason: rule.reason.clone(),
+                        action: truncate(&format!("{} [{}]", req.display(), op.name)),
+                    });
+                }
             }
         }
     }

@@ -19,7 +19,22 @@
 //! examples.not_match = ["git push origin main"]
 //! ```
 //!
-//! A pattern is an exact string, or a regular expression when it starts with `~`.
+//! `[[request]]` rules have the same shape and judge HTTP requests through the warden's
+//! egress proxy (`crate::request`): every field of `match` that is set must hold, a list by
+//! any of its items; examples are requests (`METHOD URL`, header lines, a blank line, body).
+//!
+//! ```toml
+//! [[request]]
+//! id = "k8s-api.delete-namespace"
+//! decision = "deny"
+//! reason = "deleting a namespace deletes every object in it"
+//! match = { operations = ["k8s:delete:namespaces"] }  # also: methods, hosts, paths,
+//! examples.match = ["DELETE https://kube.example/api/v1/namespaces/prod"]  # query, headers,
+//! examples.not_match = ["GET https://kube.example/api/v1/namespaces/prod"]  # body, namespaces
+//! ```
+//!
+//! A pattern is an exact string, or a regular expression when it starts with `~`; a request
+//! rule's `hosts` also take `*` for any run of characters (`*.amazonaws.com`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -37,6 +52,44 @@ struct PackFile {
     programs: BTreeMap<String, ProgramFile>,
     #[serde(default)]
     rule: Vec<RuleFile>,
+    #[serde(default)]
+    request: Vec<RequestRuleFile>,
+}
+
+/// A `[[request]]` rule: judged by the egress proxy against each HTTP request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestRuleFile {
+    id: String,
+    decision: Decision,
+    reason: String,
+    #[serde(rename = "match")]
+    matches: RequestMatchFile,
+    #[serde(default)]
+    unless: Option<RequestMatchFile>,
+    #[serde(default)]
+    examples: Examples,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequestMatchFile {
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    operations: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +330,90 @@ pub struct Pack {
     pub source: String,
     pub programs: BTreeMap<String, ProgramSpec>,
     pub rules: Vec<Rule>,
+    /// `[[request]]` rules, for HTTP requests through the egress proxy.
+    pub requests: Vec<RequestRule>,
+}
+
+/// A compiled request match; every field that is set must hold, a list by any of its items.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMatch {
+    /// Upper-case methods.
+    pub methods: Vec<String>,
+    pub hosts: Vec<Pattern>,
+    /// Matched against the path without the query.
+    pub paths: Vec<Pattern>,
+    /// Every named parameter (query, or form body) must be there and match.
+    pub query: Vec<(String, Pattern)>,
+    /// Every named header (lower-case) must be there and match.
+    pub headers: Vec<(String, Pattern)>,
+    pub body: Option<Pattern>,
+    pub operations: Vec<Pattern>,
+    pub namespaces: Vec<Pattern>,
+}
+
+impl RequestMatch {
+    pub fn patterns(&self) -> impl Iterator<Item = &Pattern> {
+        self.hosts
+            .iter()
+            .chain(&self.paths)
+            .chain(self.query.iter().map(|(_, p)| p))
+            .chain(self.headers.iter().map(|(_, p)| p))
+            .chain(&self.body)
+            .chain(&self.operations)
+            .chain(&self.namespaces)
+    }
+
+    /// Whether `req`, whose operation is `op`, matches.
+    pub fn matches(&self, req: &crate::HttpRequest, op: &crate::request::Operation) -> bool {
+        let any = |ps: &[Pattern], s: &str| ps.is_empty() || ps.iter().any(|p| p.is_match(s));
+        if !self.methods.is_empty() && !self.methods.contains(&req.method) {
+            return false;
+        }
+        if !any(&self.hosts, &req.host)
+            || !any(&self.paths, req.path_only())
+            || !any(&self.operations, &op.name)
+        {
+            return false;
+        }
+        if !self.namespaces.is_empty() {
+            match &op.namespace {
+                Some(ns) if self.namespaces.iter().any(|p| p.is_match(ns)) => {}
+                _ => return false,
+            }
+        }
+        if !self.query.is_empty() {
+            let params = req.params();
+            let ok = self
+                .query
+                .iter()
+                .all(|(name, p)| params.iter().any(|(k, v)| k == name && p.is_match(v)));
+            if !ok {
+                return false;
+            }
+        }
+        let headers_ok = self
+            .headers
+            .iter()
+            .all(|(name, p)| req.headers.iter().any(|(k, v)| k == name && p.is_match(v)));
+        headers_ok
+            && self
+                .body
+                .as_ref()
+                .is_none_or(|p| p.is_match(&req.body_text()))
+    }
+}
+
+/// One `[[request]]` rule, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct RequestRule {
+    pub id: String,
+    pub pack: String,
+    pub decision: Decision,
+    pub reason: String,
+    pub matches: RequestMatch,
+    pub unless: Option<RequestMatch>,
+    /// Requests in the example form of [`crate::HttpRequest::parse_example`].
+    pub examples: Examples,
 }
 
 /// A pack that cannot be used.
@@ -394,12 +531,62 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             examples: r.examples,
         });
     }
+    let mut requests = Vec::new();
+    for r in file.request {
+        let err = |message: String| PackError::Rule {
+            source_name: source_name.to_string(),
+            rule: r.id.clone(),
+            message,
+        };
+        if r.id.trim().is_empty() {
+            return Err(err("a rule needs an id".into()));
+        }
+        if !seen.insert(r.id.clone()) {
+            return Err(PackError::Duplicate {
+                source_name: source_name.to_string(),
+                rule: r.id.clone(),
+                other: source_name.to_string(),
+            });
+        }
+        if r.reason.trim().is_empty() {
+            return Err(err("a rule needs a reason".into()));
+        }
+        let matches = compile_request_match(&r.matches, check_syntax).map_err(&err)?;
+        if matches.methods.is_empty()
+            && matches.hosts.is_empty()
+            && matches.paths.is_empty()
+            && matches.operations.is_empty()
+        {
+            return Err(err(
+                "a request match needs `methods`, `hosts`, `paths` or `operations`".into(),
+            ));
+        }
+        if r.examples.matching.is_empty() {
+            return Err(err("a rule needs at least one `examples.match`".into()));
+        }
+        let unless = r
+            .unless
+            .as_ref()
+            .map(|u| compile_request_match(u, check_syntax))
+            .transpose()
+            .map_err(&err)?;
+        requests.push(RequestRule {
+            id: r.id.clone(),
+            pack: file.pack.id.clone(),
+            decision: r.decision,
+            reason: r.reason.trim().to_string(),
+            matches,
+            unless,
+            examples: r.examples,
+        });
+    }
     Ok(Pack {
         id: file.pack.id,
         description: file.pack.description,
         source: source_name.to_string(),
         programs,
         rules,
+        requests,
     })
 }
 
@@ -443,5 +630,57 @@ fn compile_match(m: &MatchFile, check: bool) -> Result<Match, String> {
         obfuscated: m.obfuscated,
         write_path: list(&m.write_path)?,
         delete_path: list(&m.delete_path)?,
+    })
+}
+
+/// A host pattern: `~regex`, or a name where `*` stands for any run of characters
+/// (`*.amazonaws.com`); case-insensitive.
+fn host_pattern(text: &str, check: bool) -> Result<Pattern, String> {
+    if text.starts_with('~') {
+        return Pattern::compile(text, check);
+    }
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains('*') {
+        return Ok(Pattern::Exact(lower));
+    }
+    let re: Vec<String> = lower.split('*').map(regex_syntax::escape).collect();
+    Pattern::compile(&format!("~^{}$", re.join(".*")), check)
+}
+
+fn compile_request_match(m: &RequestMatchFile, check: bool) -> Result<RequestMatch, String> {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|p| Pattern::compile(p, check))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let map = |m: &BTreeMap<String, String>, lower: bool| {
+        m.iter()
+            .map(|(k, v)| {
+                let k = if lower {
+                    k.to_ascii_lowercase()
+                } else {
+                    k.clone()
+                };
+                Pattern::compile(v, check).map(|p| (k, p))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(RequestMatch {
+        methods: m.methods.iter().map(|s| s.to_ascii_uppercase()).collect(),
+        hosts: m
+            .hosts
+            .iter()
+            .map(|h| host_pattern(h, check))
+            .collect::<Result<_, _>>()?,
+        paths: list(&m.paths)?,
+        query: map(&m.query, false)?,
+        headers: map(&m.headers, true)?,
+        body: m
+            .body
+            .as_deref()
+            .map(|p| Pattern::compile(p, check))
+            .transpose()?,
+        operations: list(&m.operations)?,
+        namespaces: list(&m.namespaces)?,
     })
 }
