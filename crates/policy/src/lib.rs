@@ -249,82 +249,67 @@ impl Policy {
                     .matches
                     .patterns()
                     .chain(r.unless.iter().flat_map(|u| u.patterns()));
-                for pattern in patterns {
-                    pattern.build().map_err(|message| PackError::Rule {
-                        source_name: p.source.clone(),
-                        rule: r.id.clone(),
-                        message,
-                    })?;
-                }
-                let fail = |example: &str, problem: String| PackError::Example {
-                    source_name: p.source.clone(),
-                    rule: r.id.clone(),
-                    example: example.to_string(),
-                    problem,
-                };
-                for ex in &r.examples.matching {
-                    let v = self.check(&Action::from_example(ex));
-                    if !v.matches.iter().any(|m| m.rule == r.id) {
-                        let got = match &v.rule {
-                            Some(rule) => format!("{} by {rule}", v.decision),
-                            None => format!("{} (no rule)", v.decision),
-                        };
-                        return Err(fail(ex, format!("does not match it (verdict: {got})")));
-                    }
-                }
-                for ex in &r.examples.not_match {
-                    let v = self.check(&Action::from_example(ex));
-                    if v.matches.iter().any(|m| m.rule == r.id) {
-                        return Err(fail(ex, "matches it but is listed under not_match".into()));
-                    }
-                }
+                self.check_rule(p, &r.id, patterns, &r.examples, |ex| {
+                    Ok(Action::from_example(ex))
+                })?;
             }
             for r in &p.requests {
                 let patterns = r
                     .matches
                     .patterns()
                     .chain(r.unless.iter().flat_map(|u| u.patterns()));
-                for pattern in patterns {
-                    pattern.build().map_err(|message| PackError::Rule {
-                        source_name: p.source.clone(),
-                        rule: r.id.clone(),
-                        message,
-                    })?;
+                self.check_rule(p, &r.id, patterns, &r.examples, |ex| {
+                    HttpRequest::parse_example(ex)
+                        .map(Action::Request)
+                        .map_err(|e| format!("is not a request: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds one rule's patterns and runs its examples, read by `action`.
+    fn check_rule<'a>(
+        &self,
+        p: &Pack,
+        id: &str,
+        patterns: impl Iterator<Item = &'a pack::Pattern>,
+        examples: &pack::Examples,
+        action: impl Fn(&str) -> Result<Action, String>,
+    ) -> Result<(), PackError> {
+        for pattern in patterns {
+            pattern.build().map_err(|message| PackError::Rule {
+                source_name: p.source.clone(),
+                rule: id.to_string(),
+                message,
+            })?;
+        }
+        let fail = |example: &str, problem: String| PackError::Example {
+            source_name: p.source.clone(),
+            rule: id.to_string(),
+            example: example.to_string(),
+            problem,
+        };
+        let all = examples
+            .matching
+            .iter()
+            .map(|e| (e, true))
+            .chain(examples.not_match.iter().map(|e| (e, false)));
+        for (ex, should) in all {
+            let v = self.check(&action(ex).map_err(|problem| fail(ex, problem))?);
+            let matched = v.matches.iter().any(|m| m.rule == id);
+            match (should, matched) {
+                (true, false) => {
+                    let got = match &v.rule {
+                        Some(rule) => format!("{} by {rule}", v.decision),
+                        None => format!("{} (no rule)", v.decision),
+                    };
+                    return Err(fail(ex, format!("does not match it (verdict: {got})")));
                 }
-                let fail = |example: &str, problem: String| PackError::Example {
-                    source_name: p.source.clone(),
-                    rule: r.id.clone(),
-                    example: example.to_string(),
-                    problem,
-                };
-                let examples = r
-                    .examples
-                    .matching
-                    .iter()
-                    .map(|e| (e, true))
-                    .chain(r.examples.not_match.iter().map(|e| (e, false)));
-                for (ex, should) in examples {
-                    let req = HttpRequest::parse_example(ex)
-                        .map_err(|e| fail(ex, format!("is not a request: {e}")))?;
-                    let v = self.check(&Action::Request(req));
-                    let matched = v.matches.iter().any(|m| m.rule == r.id);
-                    match (should, matched) {
-                        (true, false) => {
-                            let got = match &v.rule {
-                                Some(rule) => format!("{} by {rule}", v.decision),
-                                None => format!("{} (no rule)", v.decision),
-                            };
-                            return Err(fail(ex, format!("does not match it (verdict: {got})")));
-                        }
-                        (false, true) => {
-                            return Err(fail(
-                                ex,
-                                "matches it but is listed under not_match".into(),
-                            ));
-                        }
-                        _ => {}
-                    }
+                (false, true) => {
+                    return Err(fail(ex, "matches it but is listed under not_match".into()));
                 }
+                _ => {}
             }
         }
         Ok(())

@@ -488,19 +488,7 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             rule: r.id.clone(),
             message,
         };
-        if r.id.trim().is_empty() {
-            return Err(err("a rule needs an id".into()));
-        }
-        if !seen.insert(r.id.clone()) {
-            return Err(PackError::Duplicate {
-                source_name: source_name.to_string(),
-                rule: r.id.clone(),
-                other: source_name.to_string(),
-            });
-        }
-        if r.reason.trim().is_empty() {
-            return Err(err("a rule needs a reason".into()));
-        }
+        check_head(source_name, &r.id, &r.reason, &r.examples, &mut seen)?;
         let matches = compile_match(&r.matches, check_syntax).map_err(&err)?;
         if matches.programs.is_empty()
             && !matches.is_file_rule()
@@ -511,9 +499,6 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             return Err(err(
                 "match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`".into(),
             ));
-        }
-        if r.examples.matching.is_empty() {
-            return Err(err("a rule needs at least one `examples.match`".into()));
         }
         let unless = r
             .unless
@@ -538,19 +523,7 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             rule: r.id.clone(),
             message,
         };
-        if r.id.trim().is_empty() {
-            return Err(err("a rule needs an id".into()));
-        }
-        if !seen.insert(r.id.clone()) {
-            return Err(PackError::Duplicate {
-                source_name: source_name.to_string(),
-                rule: r.id.clone(),
-                other: source_name.to_string(),
-            });
-        }
-        if r.reason.trim().is_empty() {
-            return Err(err("a rule needs a reason".into()));
-        }
+        check_head(source_name, &r.id, &r.reason, &r.examples, &mut seen)?;
         let matches = compile_request_match(&r.matches, check_syntax).map_err(&err)?;
         if matches.methods.is_empty()
             && matches.hosts.is_empty()
@@ -560,9 +533,6 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             return Err(err(
                 "a request match needs `methods`, `hosts`, `paths` or `operations`".into(),
             ));
-        }
-        if r.examples.matching.is_empty() {
-            return Err(err("a rule needs at least one `examples.match`".into()));
         }
         let unless = r
             .unless
@@ -683,4 +653,36 @@ fn compile_request_match(m: &RequestMatchFile, check: bool) -> Result<RequestMat
         operations: list(&m.operations)?,
         namespaces: list(&m.namespaces)?,
     })
+}
+
+/// What every rule needs: an id not used before in the pack, a reason, a matching example.
+fn check_head(
+    source_name: &str,
+    id: &str,
+    reason: &str,
+    examples: &Examples,
+    seen: &mut HashSet<String>,
+) -> Result<(), PackError> {
+    let err = |message: &str| PackError::Rule {
+        source_name: source_name.to_string(),
+        rule: id.to_string(),
+        message: message.to_string(),
+    };
+    if id.trim().is_empty() {
+        return Err(err("a rule needs an id"));
+    }
+    if !seen.insert(id.to_string()) {
+        return Err(PackError::Duplicate {
+            source_name: source_name.to_string(),
+            rule: id.to_string(),
+            other: source_name.to_string(),
+        });
+    }
+    if reason.trim().is_empty() {
+        return Err(err("a rule needs a reason"));
+    }
+    if examples.matching.is_empty() {
+        return Err(err("a rule needs at least one `examples.match`"));
+    }
+    Ok(())
 }
