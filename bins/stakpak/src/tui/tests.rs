@@ -520,7 +520,7 @@ fn the_80x24_layout() {
     assert!(rows[0].starts_with(" stakpak  s-0a1b2c3d4e5f · waiting-approval"));
     assert!(rows[0].ends_with("● 1 daemon(s) down"));
     assert!(!has_row(&rows, "project-context"));
-    assert!(has_row(&rows, "│and keep a week of logs"));
+    assert!(has_row(&rows, "│ and keep a week of logs"));
     assert_snapshot("layout_80x24", &rows);
 
     // Resized: smaller, larger, tiny and empty terminals all draw.

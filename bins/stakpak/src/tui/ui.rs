@@ -56,7 +56,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
     } else {
         u16::try_from(pending.min(BAR_ROWS) + 2).unwrap_or(8)
     };
-    let inner_width = area.width.saturating_sub(2);
+    // Borders and a column of padding on each side.
+    let inner_width = area.width.saturating_sub(4);
     let (input_rows, _) = app.input.layout(inner_width);
     let input_height = u16::try_from(input_rows.len().clamp(1, INPUT_ROWS) + 2).unwrap_or(3);
     let [header, body, bar, input, footer] = Layout::vertical([
@@ -294,6 +295,7 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(focus_border(focused))
+        .padding(Padding::horizontal(1))
         .title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
