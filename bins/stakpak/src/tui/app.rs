@@ -53,12 +53,17 @@ pub enum Popup {
     },
 }
 
-/// A line in the footer: what just happened, or what went wrong.
+/// A line in the footer: what just happened, or what went wrong. It gives way to the key
+/// hints after [`NOTICE_TIME`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub text: String,
     pub error: bool,
+    pub at: Instant,
 }
+
+/// How long a notice stays in the footer.
+const NOTICE_TIME: Duration = Duration::from_secs(6);
 
 /// What the model produced in one turn that the session's stored history does not hold
 /// yet: streamed text and the calls that followed it.
@@ -298,6 +303,7 @@ impl App {
         self.notice = Some(Notice {
             text: text.into(),
             error: false,
+            at: Instant::now(),
         });
     }
 
@@ -305,6 +311,7 @@ impl App {
         self.notice = Some(Notice {
             text: text.into(),
             error: true,
+            at: Instant::now(),
         });
     }
 
@@ -343,6 +350,13 @@ impl App {
             {
                 self.notice = None;
             }
+        }
+        if self
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.at.elapsed() > NOTICE_TIME)
+        {
+            self.notice = None;
         }
     }
 
@@ -428,6 +442,11 @@ impl App {
                         .min(self.panel.changes.len().saturating_sub(1));
                 }
             }
+            Event::StartFailed {
+                session,
+                prompt,
+                error,
+            } => self.start_failed(&session, &prompt, &error),
             Event::Notice(text) => {
                 self.notice(text);
                 if let Some(id) = self.session_id() {
@@ -480,6 +499,23 @@ impl App {
             self.focus = Focus::Approvals;
         }
         self.clamp_approvals();
+    }
+
+    /// A prompt the agent refused: a session that never started is dropped, an existing one
+    /// stays as it was; the prompt goes back to the editor.
+    fn start_failed(&mut self, session: &str, prompt: &str, error: &str) {
+        if let Some(s) = self.session.as_mut().filter(|s| s.info.id == session) {
+            if s.messages.is_empty() && s.calls.is_empty() {
+                self.session = None;
+            } else {
+                s.pending_prompt = None;
+            }
+        }
+        if self.input.is_empty() {
+            self.input.set_text(prompt);
+        }
+        self.focus = Focus::Input;
+        self.error(format!("the agent did not start it: {error}"));
     }
 
     fn clamp_approvals(&mut self) {

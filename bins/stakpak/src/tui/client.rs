@@ -88,6 +88,12 @@ pub enum Event {
         tasks: Vec<TaskInfo>,
         changes: Vec<ChangeInfo>,
     },
+    /// The agent did not take a prompt; the console gives it back to the editor.
+    StartFailed {
+        session: String,
+        prompt: String,
+        error: String,
+    },
     Notice(String),
     Error(String),
 }
@@ -163,8 +169,20 @@ impl Worker {
                 }
                 spawn_call(events, async move {
                     let agent = AgentProxy::new(&conn).await?;
-                    let info = agent.start(start).await?;
-                    Ok(vec![Event::Changed(Box::new(info))])
+                    let session = if start.new_id.is_empty() {
+                        start.session.clone()
+                    } else {
+                        start.new_id.clone()
+                    };
+                    let prompt = start.prompt.clone();
+                    Ok(vec![match agent.start(start).await {
+                        Ok(info) => Event::Changed(Box::new(info)),
+                        Err(e) => Event::StartFailed {
+                            session,
+                            prompt,
+                            error: e.to_string(),
+                        },
+                    }])
                 });
             }
             Request::Resync(id) => spawn_call(events, async move {

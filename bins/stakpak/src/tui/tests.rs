@@ -601,6 +601,20 @@ fn a_prompt_starts_a_session_that_is_followed_before_it_starts() {
     key(&mut app, KeyCode::Enter);
     assert!(app.take_requests().is_empty());
     assert_eq!(app.input.text(), "more");
+
+    // The agent refuses it: the session that never started goes, the prompt comes back.
+    app.input.clear();
+    app.apply(Event::StartFailed {
+        session: start.new_id.clone(),
+        prompt: "check the disk".into(),
+        error: "no profile nope in config.toml".into(),
+    });
+    assert!(app.session.is_none());
+    assert_eq!(app.input.text(), "check the disk");
+    assert_eq!(
+        app.notice.as_ref().unwrap().text,
+        "the agent did not start it: no profile nope in config.toml"
+    );
 }
 
 #[test]
