@@ -1,14 +1,14 @@
 //! The D-Bus side of the warden: validates `Check` requests, judges them with the policy in
 //! force, logs and records what is not allowed.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use serde_json::{Value, json};
 use stakpak_daemon::ControlHandle;
 use stakpak_policy::{Action, Decision, Verdict};
 use stakpak_proto::{
     CHECK_KINDS, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error,
-    WardenHandler,
+    ProxyInfo, RequestLogEntry, RequestLogQuery, WardenHandler,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,6 +28,10 @@ pub(crate) struct Handler {
     control: ControlHandle,
     config: watch::Receiver<Arc<WardenConfig>>,
     audit: Option<Recorder>,
+    /// The egress proxy, when it runs.
+    proxy: Option<ProxyInfo>,
+    /// The audit trail `RequestLog` reads.
+    log_db: PathBuf,
 }
 
 impl Handler {
@@ -35,11 +39,15 @@ impl Handler {
         control: ControlHandle,
         config: watch::Receiver<Arc<WardenConfig>>,
         audit: Option<Recorder>,
+        proxy: Option<ProxyInfo>,
+        log_db: PathBuf,
     ) -> Self {
         Handler {
             control,
             config,
             audit,
+            proxy,
+            log_db,
         }
     }
 
@@ -154,5 +162,21 @@ impl WardenHandler for Handler {
         let verdict = self.judge(&request)?;
         self.record(&request, &caller, &verdict);
         Ok(reply(verdict))
+    }
+
+    async fn proxy_info(&self) -> Result<ProxyInfo, Error> {
+        Ok(self.proxy.clone().unwrap_or_default())
+    }
+
+    async fn request_log(&self, query: RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
+        if query.limit > 100_000 {
+            return Err(Error::InvalidArgument(
+                "limit must be at most 100000".into(),
+            ));
+        }
+        let db = self.log_db.clone();
+        tokio::task::spawn_blocking(move || crate::egress::read_log(&db, &query))
+            .await
+            .map_err(|e| Error::Internal(format!("the log reader failed: {e}")))?
     }
 }

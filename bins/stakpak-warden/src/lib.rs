@@ -5,15 +5,28 @@
 //! The policy is part of the configuration: it is loaded with `warden.toml` at start and on
 //! every reload, so a broken pack stops a start, and a reload with a broken pack keeps the
 //! policy in force.
+//!
+//! It also runs the egress proxy (`egress.rs`, `crates/egress`): sandboxed commands with
+//! network `proxied` reach the network only through it, and its request rules come from the
+//! same packs.
 
 mod dbus;
+pub mod egress;
 
 use std::sync::Arc;
 
+use std::os::unix::fs::PermissionsExt;
+
 use serde::Deserialize;
-use stakpak_daemon::{DaemonConfig, LogConfig, Paths, ServeContext, ServeError, Service};
+use stakpak_daemon::{
+    DaemonConfig, LogConfig, Paths, ServeContext, ServeError, Service, StateError,
+};
 use stakpak_policy::{Policy, load::PolicyConfig};
-use stakpak_proto::{Daemon, WardenInterface};
+use stakpak_proto::{Daemon, ProxyInfo, WardenInterface};
+use tokio::{
+    net::UnixListener,
+    sync::{mpsc, watch},
+};
 
 /// `warden.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,9 +38,14 @@ pub struct WardenConfig {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub proxy: egress::ProxyConfig,
     /// The policy this configuration names, loaded by `prepare`.
     #[serde(skip)]
     pub loaded: Option<Arc<Policy>>,
+    /// The proxy's settings from `[proxy]`, built by `prepare`.
+    #[serde(skip)]
+    pub proxy_settings: Option<Arc<stakpak_egress::Settings>>,
 }
 
 /// The `[audit]` section.
@@ -61,6 +79,7 @@ impl DaemonConfig for WardenConfig {
             .load_fast(&paths.config_dir)
             .map_err(|e| format!("policy: {e}"))?;
         self.loaded = Some(Arc::new(policy));
+        self.proxy_settings = Some(Arc::new(self.proxy.settings(&paths.config_dir)?));
         Ok(())
     }
 }
@@ -87,13 +106,99 @@ impl Service for WardenDaemon {
         };
         if let Some(policy) = &ctx.config.borrow().loaded {
             let rules: usize = policy.packs().iter().map(|p| p.rules.len()).sum();
-            tracing::info!(packs = policy.packs().len(), rules, "policy loaded");
+            let requests: usize = policy.packs().iter().map(|p| p.requests.len()).sum();
+            tracing::info!(
+                packs = policy.packs().len(),
+                rules,
+                requests,
+                "policy loaded"
+            );
         }
+        let proxy = start_proxy(&ctx, audit.clone())?;
+        let log_db = ctx.paths.state_dir.join("audit.db");
         Ok(builder.serve_at(
             Self::DAEMON.object_path(),
-            WardenInterface(dbus::Handler::new(ctx.control, ctx.config, audit)),
+            WardenInterface(dbus::Handler::new(
+                ctx.control,
+                ctx.config,
+                audit,
+                proxy,
+                log_db,
+            )),
         ))
     }
+}
+
+/// Starts the egress proxy when `[proxy] enabled`: its CA, its listeners, the task that
+/// passes reloaded settings on and the one that records its events.
+fn start_proxy(
+    ctx: &ServeContext<WardenConfig>,
+    audit: Option<stakpak_audit::Recorder>,
+) -> Result<Option<ProxyInfo>, ServeError> {
+    let config = ctx.config.borrow().clone();
+    if !config.proxy.enabled {
+        return Ok(None);
+    }
+    let Some(settings) = config.proxy_settings.clone() else {
+        return Err("the proxy's settings were not prepared".into());
+    };
+    let ca_dir = ctx.paths.state_dir.join(egress::CA_DIR);
+    let ca = Arc::new(
+        stakpak_egress::Authority::load_or_create(&ca_dir)
+            .map_err(|e| StateError(e.to_string()))?,
+    );
+    let (settings_tx, settings_rx) = watch::channel(settings);
+    let mut reloads = ctx.config.clone();
+    tokio::spawn(async move {
+        while reloads.changed().await.is_ok() {
+            let next = reloads.borrow().proxy_settings.clone();
+            if let Some(next) = next
+                && settings_tx.send(next).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let proxy = stakpak_egress::Proxy::new(
+        settings_rx,
+        Arc::new(egress::PolicyJudge::new(ctx.config.clone())),
+        ca.clone(),
+        events_tx,
+    );
+    let socket = ctx.paths.runtime_dir.join(egress::SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let unix = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict {}: {e}", socket.display()))?;
+    tokio::spawn(proxy.clone().serve_unix(unix));
+    let mut tcp = String::new();
+    if let Some(listen) = &config.proxy.listen {
+        let listener = std::net::TcpListener::bind(listen)
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tcp = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tokio::spawn(proxy.serve_tcp(listener));
+    }
+    tokio::spawn(egress::record_events(
+        events_rx,
+        audit,
+        ctx.own_connection.clone(),
+    ));
+    tracing::info!(socket = %socket.display(), tcp = %tcp, "egress proxy listening");
+    Ok(Some(ProxyInfo {
+        enabled: true,
+        socket: socket.display().to_string(),
+        tcp,
+        ca_pem: ca.cert_pem().to_string(),
+    }))
 }
 
 /// Runs the daemon; the binary's `main` is only this.

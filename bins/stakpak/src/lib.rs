@@ -17,6 +17,7 @@ pub mod status;
 pub mod suite;
 pub mod systemd;
 pub mod tui;
+pub mod warden;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -99,6 +100,9 @@ pub enum Command {
     /// Store, list and delete vault secrets; scan text for credentials.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// The warden's egress proxy: the requests it blocked and inspected.
+    #[command(subcommand)]
+    Warden(warden::WardenCommand),
     /// Run commands through sandboxd, exactly as the agent does.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -191,10 +195,11 @@ pub enum SandboxCommand {
         /// Working directory, relative to the session workspace.
         #[arg(short = 'w', long = "workdir", value_name = "DIR", default_value = "")]
         workdir: String,
-        /// `none` (own empty network namespace) or `host`; with the Docker backend, the
-        /// container's network (`none`, `host` or `bridge`). Default: `none` locally, the
-        /// configured one in Docker.
-        #[arg(long, value_parser = ["none", "host", "bridge"])]
+        /// `proxied` (own network namespace; only the warden's egress proxy is reachable,
+        /// through `HTTPS_PROXY`), `none` (own empty network namespace) or `host`; with the
+        /// Docker backend, the container's network (`none`, `host` or `bridge`). Default:
+        /// sandboxd's (`proxied` locally), the configured one in Docker.
+        #[arg(long, value_parser = ["proxied", "none", "host", "bridge"])]
         network: Option<String>,
         /// `local` (Landlock and namespaces) or `docker`; default: sandboxd's configured one.
         #[arg(long, value_parser = ["local", "docker"])]
@@ -470,6 +475,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             sandbox::exec(&args, cli.bus_address.as_deref(), &layout)
         }
+        Command::Warden(cmd) => warden::run(cmd, cli.bus_address.as_deref(), &layout),
         Command::Config(cmd) => config::run(cmd, &layout.config_dir),
         Command::Autopilot(cmd) => autopilot::run(cmd, bus, &layout),
         Command::Doctor { json } => {

@@ -16,6 +16,7 @@ use crate::{
     ScheduleSpec, SchedulerStatus, SecretInfo, SessionDetail, SessionInfo, SetRequest,
     StartRequest, TaskDetails, TaskInfo, ToolCallInfo, ViewReply, ViewRequest,
 };
+use crate::{ProxyInfo, RequestLogEntry, RequestLogQuery};
 
 /// Methods every daemon answers.
 pub trait DaemonControl: Send + Sync + 'static {
@@ -75,6 +76,13 @@ pub trait WardenHandler: DaemonControl {
         request: CheckRequest,
         caller: String,
     ) -> impl Future<Output = Result<CheckReply, Error>> + Send;
+    /// Where the egress proxy listens, and its CA.
+    fn proxy_info(&self) -> impl Future<Output = Result<ProxyInfo, Error>> + Send;
+    /// The egress proxy's recorded requests, newest last.
+    fn request_log(
+        &self,
+        query: RequestLogQuery,
+    ) -> impl Future<Output = Result<Vec<RequestLogEntry>, Error>> + Send;
 }
 /// Handler behind `dev.stakpak.Secrets1`. Every method learns its [`Caller`] from the bus.
 pub trait SecretsHandler: DaemonControl {
@@ -428,6 +436,16 @@ impl<H: WardenHandler> WardenInterface<H> {
     ) -> Result<CheckReply, Error> {
         let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
         self.0.check(request, caller).await
+    }
+
+    /// Where the egress proxy listens and the CA sandboxes must trust.
+    async fn proxy_info(&self) -> Result<ProxyInfo, Error> {
+        self.0.proxy_info().await
+    }
+
+    /// Requests the egress proxy blocked or inspected, from the audit trail.
+    async fn request_log(&self, query: RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
+        self.0.request_log(query).await
     }
 
     async fn reload(&self) -> Result<(), Error> {

@@ -38,7 +38,9 @@ pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };
 pub use status::{DaemonState, DaemonStatus, LandlockStatus};
-pub use warden::{CHECK_KINDS, CheckMatch, CheckReply, CheckRequest};
+pub use warden::{
+    CHECK_KINDS, CheckMatch, CheckReply, CheckRequest, ProxyInfo, RequestLogEntry, RequestLogQuery,
+};
 
 /// Re-exported so that users of the proxies need not name zbus in their own manifests.
 pub use zbus;

@@ -40,3 +40,56 @@ pub struct CheckReply {
 
 /// The kinds `CheckRequest.kind` accepts.
 pub const CHECK_KINDS: [&str; 3] = ["command", "write", "delete"];
+
+/// `ProxyInfo()`: where the egress proxy listens and the CA that sandboxes trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ProxyInfo {
+    /// Whether the proxy runs (`[proxy] enabled`).
+    pub enabled: bool,
+    /// The unix socket sandboxd relays sandbox connections to; each connection starts with
+    /// `stakpak-session <id>\n`.
+    pub socket: String,
+    /// The TCP listener (`[proxy] listen`), `host:port`; empty when none.
+    pub tcp: String,
+    /// The interception CA certificate, PEM.
+    pub ca_pem: String,
+}
+
+/// `RequestLog(query)`: which recorded requests to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RequestLogQuery {
+    /// Only requests and connections that were refused.
+    pub blocked_only: bool,
+    /// Fill [`RequestLogEntry::detail`].
+    pub detailed: bool,
+    /// The newest this many; 0: 100.
+    pub limit: u32,
+}
+
+/// One request the egress proxy blocked or inspected, from the warden's audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RequestLogEntry {
+    /// Its row in `<warden state>/audit.db`.
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub ts_ms: i64,
+    /// `blocked` or `inspected`.
+    pub outcome: String,
+    pub decision: String,
+    pub rule: String,
+    pub reason: String,
+    pub method: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query; empty for `CONNECT`.
+    pub path: String,
+    pub operation: String,
+    /// The status the client got.
+    pub status: u16,
+    pub duration_ms: u64,
+    pub session: String,
+    /// With `detailed`: headers (credentials masked) and bodies (redacted by secretd) as a
+    /// JSON object; empty otherwise or when none was recorded.
+    pub detail: String,
+}

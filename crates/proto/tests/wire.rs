@@ -7,8 +7,9 @@ use std::os::unix::net::UnixStream;
 
 use stakpak_proto::{
     Caller, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Detection, Error,
-    RedactReply, ResolveReply, ResolveRequest, SecretInfo, SecretsHandler, SecretsInterface,
-    SecretsProxy, SetRequest, WardenHandler, WardenInterface, WardenProxy, zbus,
+    ProxyInfo, RedactReply, RequestLogEntry, RequestLogQuery, ResolveReply, ResolveRequest,
+    SecretInfo, SecretsHandler, SecretsInterface, SecretsProxy, SetRequest, WardenHandler,
+    WardenInterface, WardenProxy, zbus,
 };
 
 struct Fixed {
@@ -65,6 +66,31 @@ impl WardenHandler for Fixed {
                 action: "rm -r /".into(),
             }],
         })
+    }
+
+    async fn proxy_info(&self) -> Result<ProxyInfo, Error> {
+        Ok(ProxyInfo {
+            enabled: true,
+            socket: "/run/stakpak/warden/proxy.sock".into(),
+            tcp: String::new(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        })
+    }
+
+    async fn request_log(&self, query: RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
+        Ok(vec![RequestLogEntry {
+            seq: u64::from(query.limit),
+            outcome: if query.blocked_only {
+                "blocked"
+            } else {
+                "inspected"
+            }
+            .into(),
+            port: 6443,
+            status: 403,
+            detail: if query.detailed { "{}" } else { "" }.into(),
+            ..RequestLogEntry::default()
+        }])
     }
 }
 
@@ -435,5 +461,36 @@ fn types_holding_values_do_not_debug_print_them() {
     assert_eq!(
         format!("{reply:?}"),
         r#"ResolveReply { text_len: 18, env: ["STAKPAK_SECRET_0"] }"#
+    );
+}
+
+#[tokio::test]
+async fn proxy_info_and_request_log_round_trip() {
+    let (_server, client) = pair(false).await;
+    let warden = proxy(&client).await;
+    assert_eq!(
+        warden.proxy_info().await.unwrap(),
+        ProxyInfo {
+            enabled: true,
+            socket: "/run/stakpak/warden/proxy.sock".into(),
+            tcp: String::new(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        }
+    );
+    let query = RequestLogQuery {
+        blocked_only: true,
+        detailed: true,
+        limit: 7,
+    };
+    assert_eq!(
+        warden.request_log(query).await.unwrap(),
+        vec![RequestLogEntry {
+            seq: 7,
+            outcome: "blocked".into(),
+            port: 6443,
+            status: 403,
+            detail: "{}".into(),
+            ..RequestLogEntry::default()
+        }]
     );
 }
