@@ -60,7 +60,12 @@ impl Tmux {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
+        // -u: the screen is UTF-8 whatever the locale of the machine running the test.
+        cmd.arg("-u")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null");
         cmd.env("TERM", "xterm-256color");
         cmd
     }
