@@ -16,7 +16,7 @@ use std::{
 };
 
 use serde_json::json;
-use stakpak_testkit::{EmbeddedSuite, LlmDouble, Turn, bin, wait_until};
+use stakpak_testkit::{EmbeddedSuite, LlmDouble, Turn, bin, random_string, wait_until};
 
 /// How long the screen may take to show what a step expects.
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,6 +26,8 @@ const SCREEN_TIMEOUT: Duration = Duration::from_secs(60);
 struct Tmux {
     socket: PathBuf,
     _dir: tempfile::TempDir,
+    /// Every screen read, for checks over the whole run.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Tmux {
@@ -42,7 +44,11 @@ impl Tmux {
             "env -u STAKPAK_BUS_ADDRESS -u STAKPAK_STATE_DIR -u STAKPAK_CONFIG_DIR {}; echo EXITED $?; sleep 600",
             quoted.join(" ")
         );
-        let tmux = Tmux { socket, _dir: dir };
+        let tmux = Tmux {
+            socket,
+            _dir: dir,
+            seen: std::cell::RefCell::default(),
+        };
         let status = tmux
             .command()
             .args(["new-session", "-d", "-s", "main", "-x"])
@@ -114,7 +120,14 @@ impl Tmux {
             .args(["capture-pane", "-p", "-t", "main"])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.seen.borrow_mut().push(screen.clone());
+        screen
+    }
+
+    /// Whether any screen read so far showed `text`.
+    fn ever_showed(&self, text: &str) -> bool {
+        self.seen.borrow().iter().any(|s| s.contains(text))
     }
 
     /// Waits until the screen shows every one of `needles`; returns that screen.
@@ -139,11 +152,11 @@ impl Drop for Tmux {
 }
 
 /// A suite whose default profile talks to `double` (OpenAI wire format) and runs `uname`
-/// without asking.
+/// and `printf` without asking.
 fn suite_for(double: &LlmDouble) -> EmbeddedSuite {
     let config = format!(
         "[profiles.default]\nmodel = \"double/test-model\"\nmax_turns = 12\n\
-         auto_approve = [\"run_command::uname\"]\n\
+         auto_approve = [\"run_command::uname\", \"run_command::printf\"]\n\
          [profiles.default.providers.double]\ntype = \"custom\"\napi_endpoint = \"{}\"\n",
         double.base_url()
     );
@@ -300,9 +313,15 @@ fn a_prompt_streams_an_answer_and_two_of_three_calls_are_approved() {
 #[test]
 fn attaching_to_a_session_started_by_stakpak_run_shows_its_history_and_live_events() {
     let script = vec![
-        Turn::tools(vec![("run_command", json!({"command": "uname -s"}))])
-            .with_text("First the kernel.")
-            .expecting("check the attach flow"),
+        Turn::tools(vec![
+            ("run_command", json!({"command": "uname -s"})),
+            (
+                "run_command",
+                json!({"command": "printf 'token=%s\\n' '{{secret:TUI_CANARY}}'"}),
+            ),
+        ])
+        .with_text("First the kernel.")
+        .expecting("check the attach flow"),
         Turn::tools(vec![(
             "run_command",
             json!({"command": "echo attached > a.txt"}),
@@ -315,6 +334,11 @@ fn attaching_to_a_session_started_by_stakpak_run_shows_its_history_and_live_even
     ];
     let double = LlmDouble::start(script);
     let suite = suite_for(&double);
+    let canary = format!(
+        "tui{}",
+        random_string(b"abcdefghijkmnopqrstuvwxyz23456789", 24)
+    );
+    suite.set_secret("TUI_CANARY", &canary);
 
     // Another terminal: `stakpak run`, following its session until it ends.
     let mut run = suite
@@ -360,6 +384,8 @@ fn attaching_to_a_session_started_by_stakpak_run_shows_its_history_and_live_even
         "First the kernel.",
         "$ uname -s",
         "Linux",
+        // The command's output as sandboxd redacted it: the placeholder, not the value.
+        "token={{secret:TUI_CANARY}}",
         "Now a file.",
         "[x] $ echo attached > a.txt",
     ]);
@@ -397,6 +423,7 @@ fn attaching_to_a_session_started_by_stakpak_run_shows_its_history_and_live_even
         &format!("attached to session {id}"),
     ]);
     quit(&tmux);
+    assert!(!tmux.ever_showed(&canary), "a screen showed the secret");
 }
 
 #[test]
@@ -433,5 +460,13 @@ fn the_console_says_when_the_suite_is_down_and_connects_once_it_runs() {
     tmux.resize(80, 24);
     tmux.keys(&["F2"]);
     tmux.wait_for(&["Type a prompt and press Enter", "● suite up"]);
+
+    // Stopped under it, started again: it follows.
+    let down = suite.down();
+    assert_eq!(down.code, Some(0), "{down:?}");
+    tmux.wait_for(&["● suite down", "Start it with `stakpak up`"]);
+    let up = suite.stakpak(&["up"]);
+    assert_eq!(up.code, Some(0), "{up:?}");
+    tmux.wait_for(&["● suite up", "Type a prompt and press Enter"]);
     quit(&tmux);
 }

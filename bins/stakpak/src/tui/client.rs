@@ -355,7 +355,6 @@ fn describe_error(e: &stakpak_proto::Error) -> Event {
 
 async fn daemons(conn: &Connection) -> Event {
     let mut rows = Vec::new();
-    let mut broken = None;
     for daemon in Daemon::ALL {
         let row = match status::status_of(conn, daemon).await {
             Ok(s) => DaemonRow {
@@ -363,28 +362,25 @@ async fn daemons(conn: &Connection) -> Event {
                 state: s.state,
                 detail: format!("pid {} · up {}", s.pid, uptime(s.uptime_ms)),
             },
-            Err(e) => {
-                if e.contains("InputOutput")
-                    || e.contains("connection")
-                    || e.contains("Broken pipe")
-                {
-                    broken = Some(e.clone());
-                }
-                DaemonRow {
-                    name: daemon.short_name().to_string(),
-                    state: "down".into(),
-                    detail: e,
-                }
-            }
+            Err(e) => DaemonRow {
+                name: daemon.short_name().to_string(),
+                state: "down".into(),
+                detail: e,
+            },
         };
         rows.push(row);
     }
-    match broken {
-        Some(e) if rows.iter().all(|r| r.state == "down") => {
-            Event::Down(format!("the connection to the suite broke: {e}"))
+    // No daemon answering may mean the bus itself is gone (the suite was stopped): then
+    // the console says so and looks for the suite again.
+    if rows.iter().all(|r| r.state == "down") {
+        let ping = async { zbus::fdo::DBusProxy::new(conn).await?.get_id().await };
+        match tokio::time::timeout(CALL_TIMEOUT, ping).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Event::Down(format!("the connection to the suite broke: {e}")),
+            Err(_) => return Event::Down("the suite's bus does not answer".into()),
         }
-        _ => Event::Daemons(rows),
     }
+    Event::Daemons(rows)
 }
 
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
