@@ -125,6 +125,7 @@ fn main() {
         output_cap: 1 << 20,
         read_roots: Vec::new(),
         hidden: Vec::new(),
+        proxy: None,
     })
     .unwrap();
     let command = stakpak_sandbox::Command {

@@ -39,6 +39,10 @@ pub struct ChildPlan {
     pub pid_namespace: bool,
     /// Installed last, after `PR_SET_NO_NEW_PRIVS` and Landlock.
     pub seccomp: Filter,
+    /// Network `proxied`: once in the new network namespace, bring loopback up, listen on
+    /// `127.0.0.1:<port>` and send the listener to the parent over this unix socket
+    /// (`relay.rs`), as `(socket, port)`.
+    pub proxy_listener: Option<(RawFd, u16)>,
 }
 
 fn check(rc: libc::c_long) -> io::Result<()> {
@@ -138,6 +142,16 @@ impl ChildPlan {
                             .into(),
                         )?;
                     }
+                }
+                if let Some((channel, port)) = self.proxy_listener {
+                    // Still the only process of the new network namespace, with the
+                    // capabilities of the new user namespace: loopback can be brought up.
+                    loopback_up()?;
+                    let listener = listen_loopback(port)?;
+                    let sent = send_fd(channel, listener);
+                    libc::close(listener);
+                    libc::close(channel);
+                    sent?;
                 }
                 if self.pid_namespace {
                     // A new pid namespace takes effect for the children of the caller only.
@@ -263,4 +277,91 @@ fn wait_and_mirror(pid: libc::pid_t) -> ! {
         }
         libc::_exit(127)
     }
+}
+
+/// Sets `IFF_UP` on `lo` of the current network namespace.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain syscalls on a zeroed `ifreq` on the stack; the socket is closed on
+    // every path.
+    #[allow(unsafe_code)]
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(s.into())?;
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let mut rc = libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            rc = libc::ioctl(s, libc::SIOCSIFFLAGS as _, &ifr);
+        }
+        let err = io::Error::last_os_error();
+        libc::close(s);
+        if rc < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// A TCP listener on `127.0.0.1:port`; returns its descriptor.
+fn listen_loopback(port: u16) -> io::Result<RawFd> {
+    // SAFETY: plain syscalls on stack memory; the descriptor is closed on failure.
+    #[allow(unsafe_code)]
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        check(s.into())?;
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::bind(
+            s,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let rc = if rc == 0 { libc::listen(s, 128) } else { rc };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            libc::close(s);
+            return Err(err);
+        }
+        Ok(s)
+    }
+}
+
+/// Sends `fd` over the unix socket `channel` (`SCM_RIGHTS`, one data byte).
+fn send_fd(channel: RawFd, fd: RawFd) -> io::Result<()> {
+    // Room for one `cmsghdr` and one descriptor, aligned like `cmsghdr`.
+    let mut control = [0u64; 4];
+    let mut byte = [0u8; 1];
+    // SAFETY: the iovec and control buffer live on this stack frame for the call; the
+    // CMSG macros stay inside `control`, which is larger than CMSG_SPACE(sizeof(int)).
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+        check(libc::sendmsg(channel, &msg, libc::MSG_NOSIGNAL) as libc::c_long)?;
+    }
+    Ok(())
 }

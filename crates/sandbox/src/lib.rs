@@ -14,7 +14,10 @@
 //!    uid, and the cgroup lists every descendant even if it leaves the process group.
 //! 3. drops to the run-as user (when configured): the user the files and RLIMIT_NPROC see.
 //! 4. `unshare` user (mapping its own uid and gid to themselves), mount, IPC and, for
-//!    [`Network::None`], network namespaces; makes every mount private and binds the
+//!    [`Network::None`] and [`Network::Proxied`], network namespaces (for `Proxied` the
+//!    child then brings loopback up, listens on `127.0.0.1:<port>` and hands the listener
+//!    to the parent, which relays its connections to the warden's egress proxy:
+//!    `relay.rs`); makes every mount private and binds the
 //!    private tmp over `/tmp` (unless [`SandboxConfig::bind_tmp`] is off: then `TMPDIR`
 //!    names the private tmp instead).
 //! 5. `unshare` a pid namespace and fork once more (`child.rs`): the grandchild is pid 1 of
@@ -57,6 +60,7 @@ mod child;
 pub mod docker;
 mod landlock;
 mod readable;
+mod relay;
 mod seccomp;
 
 use std::collections::BTreeMap;
@@ -78,6 +82,7 @@ pub use docker::{
     ContainerMode, DockerBackend, DockerConfig, DockerError, DockerMount, DockerNetwork,
 };
 pub use landlock::FULL_FS_ABI;
+pub use relay::ProxyRelay;
 
 /// Errors of [`Sandbox::new`] and [`Sandbox::run`].
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +111,10 @@ pub enum SandboxError {
     Spawn(#[source] io::Error),
     #[error("cannot collect the sandboxed command's output or status: {0}")]
     Wait(#[source] io::Error),
+    #[error("network proxied needs the egress proxy's socket (SandboxConfig::proxy)")]
+    NoProxy,
+    #[error("cannot set up the relay to the egress proxy: {0}")]
+    Relay(#[source] io::Error),
 }
 
 /// The child's network.
@@ -115,6 +124,9 @@ pub enum Network {
     None,
     /// The host's network.
     Host,
+    /// An own network namespace whose only reachable service is the warden's egress proxy
+    /// on `127.0.0.1:<port>` ([`SandboxConfig::proxy`]).
+    Proxied,
 }
 
 /// Resource limits for one run; `None` leaves the inherited limit.
@@ -161,6 +173,8 @@ pub struct SandboxConfig {
     /// daemon states, backups): see `readable.rs`. Names inside stay listable, contents do
     /// not; the workspace and tmp stay usable even below one.
     pub hidden: Vec<PathBuf>,
+    /// Where [`Network::Proxied`] connections go; required with it, ignored otherwise.
+    pub proxy: Option<ProxyRelay>,
 }
 
 /// One command to run.
@@ -299,7 +313,12 @@ impl Sandbox {
             } else {
                 cfg.read_roots.clone()
             };
-            let readable = readable::expand(&roots, &cfg.hidden);
+            let mut readable = readable::expand(&roots, &cfg.hidden);
+            if cfg.network == Network::Proxied
+                && let Some(bundle) = cfg.proxy.as_ref().and_then(|p| p.ca_bundle.clone())
+            {
+                readable.push(bundle);
+            }
             Some(landlock::build(
                 self.abi,
                 &[&cfg.workspace, &cfg.tmp],
@@ -321,9 +340,18 @@ impl Sandbox {
             )
         });
         let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWIPC;
-        if cfg.network == Network::None {
+        if cfg.network != Network::Host {
             flags |= libc::CLONE_NEWNET;
         }
+        // Network proxied: the channel the child sends its loopback listener over.
+        let relay_channel = match (cfg.network, &cfg.proxy) {
+            (Network::Proxied, Some(p)) => {
+                let (parent, child) = relay::channel().map_err(SandboxError::Relay)?;
+                Some((parent, child, p))
+            }
+            (Network::Proxied, None) => return Err(SandboxError::NoProxy),
+            _ => None,
+        };
         let mut rlimits = Vec::new();
         let l = cfg.limits;
         for (res, val) in [
@@ -352,7 +380,10 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs.as_raw_fd()),
             ruleset: ruleset.as_ref().map(|fd| fd.as_raw_fd()),
             pid_namespace: true,
-            seccomp: seccomp::Filter::build(cfg.network == Network::None),
+            seccomp: seccomp::Filter::build(cfg.network != Network::Host),
+            proxy_listener: relay_channel
+                .as_ref()
+                .map(|(_, child, p)| (child.as_raw_fd(), p.port)),
         };
 
         let mut command = std::process::Command::new("/bin/sh");
@@ -384,6 +415,25 @@ impl Sandbox {
         };
         // The ruleset and cgroup.procs descriptors were for the child only.
         drop(ruleset);
+        let relay = match relay_channel {
+            Some((parent, child_end, p)) => {
+                drop(child_end);
+                match relay::receive(&parent)
+                    .and_then(|listener| relay::Relay::start(listener, &p.socket, &p.session))
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        kill_everything(&child, cgroup.as_ref());
+                        let _ = child.wait();
+                        if let Some(cg) = cgroup {
+                            cg.remove();
+                        }
+                        return Err(SandboxError::Relay(e));
+                    }
+                }
+            }
+            None => None,
+        };
         let result = collect(&mut child, cmd.timeout, cfg.output_cap, start, cancel, sink);
         // Whatever happened, nothing of this run survives it.
         kill_everything(&child, cgroup.as_ref());
@@ -395,6 +445,9 @@ impl Sandbox {
             // after the kernel has killed everything else in the namespace, so once the
             // group is empty, nothing of the run is left.
             None => wait_group_gone(group),
+        }
+        if let Some(r) = relay {
+            r.stop();
         }
         let (status, out) = result?;
         Ok(Outcome {

@@ -71,6 +71,7 @@ impl Fixture {
             output_cap: 64 * 1024,
             read_roots: Vec::new(),
             hidden: Vec::new(),
+            proxy: None,
         })
         .unwrap();
         Self {
@@ -504,6 +505,109 @@ fn network_host_has_tcp() {
     );
 }
 
+/// Network proxied: the only thing the command reaches is the relay on 127.0.0.1:<port>,
+/// whose connections arrive on the proxy's unix socket after the session preamble; a direct
+/// TCP connection to the host fails, and unix sockets cannot even be made.
+#[test]
+fn network_proxied_reaches_only_the_proxy() {
+    require_root();
+    let base = base_dir();
+    for d in ["workspace", "tmp"] {
+        fs::create_dir(base.path().join(d)).unwrap();
+    }
+    let socket = base.path().join("proxy.sock");
+    let proxy = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let served = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (stream, _) = proxy.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let (mut preamble, mut line) = (String::new(), String::new());
+        reader.read_line(&mut preamble).unwrap();
+        reader.read_line(&mut line).unwrap();
+        (&stream)
+            .write_all(format!("proxy got {line}").as_bytes())
+            .unwrap();
+        preamble
+    });
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port();
+    let sandbox = Sandbox::new(SandboxConfig {
+        workspace: base.path().join("workspace"),
+        tmp: base.path().join("tmp"),
+        network: Network::Proxied,
+        limits: default_limits(),
+        run_as: Some(NOBODY),
+        require_landlock: true,
+        pids_cgroup: None,
+        bind_tmp: true,
+        output_cap: 64 * 1024,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
+        proxy: Some(stakpak_sandbox::ProxyRelay {
+            socket,
+            port: 3128,
+            session: "s-1".into(),
+            ca_bundle: None,
+        }),
+    })
+    .unwrap();
+    let out = sandbox
+        .run(&Command {
+            shell: format!(
+                "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; echo ping >&3; head -n 1 <&3'; \
+                 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo direct || echo no-direct; \
+                 /usr/bin/python3 -c 'import socket\ntry: socket.socket(socket.AF_UNIX); print(\"unix made\")\nexcept OSError as e: print(\"unix errno\", e.errno)'"
+            ),
+            env: BTreeMap::from([(
+                "PATH".to_owned(),
+                std::env::var("PATH").unwrap_or_default(),
+            )]),
+            cwd: None,
+            timeout: Duration::from_secs(20),
+        })
+        .unwrap();
+    assert_eq!(
+        (
+            out.status,
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap()
+        ),
+        owned(
+            ExitKind::Exited(0),
+            "proxy got ping\nno-direct\nunix errno 1\n",
+            ""
+        )
+    );
+    assert_eq!(served.join().unwrap(), "stakpak-session s-1\n");
+    assert!(host.accept().is_err(), "the host listener saw a connection");
+
+    // Without the proxy's socket, proxied is refused rather than run with no relay.
+    let err = Sandbox::new(SandboxConfig {
+        workspace: base.path().join("workspace"),
+        tmp: base.path().join("tmp"),
+        network: Network::Proxied,
+        limits: default_limits(),
+        run_as: Some(NOBODY),
+        require_landlock: true,
+        pids_cgroup: None,
+        bind_tmp: true,
+        output_cap: 64 * 1024,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
+        proxy: None,
+    })
+    .unwrap()
+    .run(&Command {
+        shell: "true".into(),
+        env: path_env(),
+        cwd: None,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap_err();
+    assert!(matches!(err, SandboxError::NoProxy), "{err}");
+}
+
 #[test]
 fn no_new_privs_is_set() {
     let f = Fixture::new(Network::None);
@@ -902,6 +1006,7 @@ fn pid_namespace_and_seccomp_hold_under_a_landlock_restricted_caller() {
         output_cap: 64 * 1024,
         read_roots: Vec::new(),
         hidden: Vec::new(),
+        proxy: None,
     })
     .unwrap();
     let dir = base.path().to_path_buf();
@@ -1045,6 +1150,7 @@ fn bad_configs_and_commands_are_refused() {
         output_cap: 1,
         read_roots: Vec::new(),
         hidden: Vec::new(),
+        proxy: None,
     })
     .unwrap_err();
     assert_eq!(
@@ -1086,6 +1192,7 @@ fn output_past_the_cap_is_counted_not_kept() {
         output_cap: 4,
         read_roots: Vec::new(),
         hidden: Vec::new(),
+        proxy: None,
     })
     .unwrap();
     let out = sandbox

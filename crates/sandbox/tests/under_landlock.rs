@@ -52,6 +52,7 @@ fn config(base: &Path, bind_tmp: bool) -> SandboxConfig {
         output_cap: 4096,
         read_roots: Vec::new(),
         hidden: Vec::new(),
+        proxy: None,
     }
 }
 
