@@ -401,8 +401,8 @@ impl App {
                     if s.upsert(*call) {
                         s.new_call(&id);
                     }
-                    if focus && self.popup.is_none() {
-                        self.focus = Focus::Approvals;
+                    if focus {
+                        self.offer_approvals();
                     }
                 }
                 self.clamp_approvals();
@@ -495,10 +495,18 @@ impl App {
                 self.resync();
             }
         }
-        if !self.pending().is_empty() && self.popup.is_none() {
-            self.focus = Focus::Approvals;
+        if !self.pending().is_empty() {
+            self.offer_approvals();
         }
         self.clamp_approvals();
+    }
+
+    /// Gives the approval bar the keys, unless the operator is typing or reading a popup:
+    /// an Enter meant for a prompt must never confirm approvals.
+    fn offer_approvals(&mut self) {
+        if self.popup.is_none() && self.input.is_empty() && self.focus == Focus::Input {
+            self.focus = Focus::Approvals;
+        }
     }
 
     /// A prompt the agent refused: a session that never started is dropped, an existing one

@@ -387,6 +387,25 @@ fn the_approval_bar_with_three_pending_calls() {
 }
 
 #[test]
+fn a_call_arriving_while_the_operator_types_does_not_take_the_keys() {
+    let mut app = connected();
+    attached(&mut app, "running", vec![], vec![]);
+    typed(&mut app, "half a sentence");
+    app.apply(Event::Call(Box::new(command(
+        "c1",
+        "make deploy",
+        "waiting-approval",
+    ))));
+    assert_eq!(app.focus, Focus::Input);
+    typed(&mut app, " more");
+    assert_eq!(app.input.text(), "half a sentence more");
+    assert!(app.take_requests().is_empty());
+    // Tab moves to the bar when the operator wants it.
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Focus::Approvals);
+}
+
+#[test]
 fn approving_everything_never_sends_an_empty_list() {
     let mut app = connected();
     attached(
