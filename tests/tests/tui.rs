@@ -125,6 +125,16 @@ impl Tmux {
         screen
     }
 
+    /// The pid of the shell running in the pane.
+    fn pane_pid(&self) -> u32 {
+        let out = self
+            .command()
+            .args(["display-message", "-p", "-t", "main", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// Whether any screen read so far showed `text`.
     fn ever_showed(&self, text: &str) -> bool {
         self.seen.borrow().iter().any(|s| s.contains(text))
@@ -132,13 +142,20 @@ impl Tmux {
 
     /// Waits until the screen shows every one of `needles`; returns that screen.
     fn wait_for(&self, needles: &[&str]) -> String {
+        self.wait_until(&format!("{needles:?}"), |screen| {
+            needles.iter().all(|n| screen.contains(n))
+        })
+    }
+
+    /// Waits until `check` holds for the screen; returns that screen.
+    fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let found = wait_until(SCREEN_TIMEOUT, || {
             let screen = self.screen();
-            needles.iter().all(|n| screen.contains(n)).then_some(screen)
+            check(&screen).then_some(screen)
         });
         found.unwrap_or_else(|| {
             panic!(
-                "the screen never showed {needles:?}; it shows:\n{}",
+                "the screen never showed {what}; it shows:\n{}",
                 self.screen()
             )
         })
@@ -451,7 +468,9 @@ fn the_console_says_when_the_suite_is_down_and_connects_once_it_runs() {
 
     // Resized: narrower (the panel takes the body), too small (a notice), and back.
     tmux.resize(60, 20);
-    let screen = tmux.wait_for(&["│ ● secretd", "Ask the agent"]);
+    let screen = tmux.wait_until("the panel across the body", |screen| {
+        screen.lines().any(|r| r.starts_with("│ ● secretd")) && screen.contains("Ask the agent")
+    });
     let rows: Vec<&str> = screen.lines().collect();
     assert!(rows[0].starts_with(" stakpak "), "{screen}");
     assert!(rows.iter().all(|r| r.chars().count() <= 60), "{screen}");
@@ -468,5 +487,16 @@ fn the_console_says_when_the_suite_is_down_and_connects_once_it_runs() {
     let up = suite.stakpak(&["up"]);
     assert_eq!(up.code, Some(0), "{up:?}");
     tmux.wait_for(&["● suite up", "Type a prompt and press Enter"]);
-    quit(&tmux);
+
+    // SIGTERM ends it cleanly: exit 0, the shell's screen back.
+    let shell: u32 = tmux.pane_pid();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let console: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(console).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let screen = tmux.wait_for(&["EXITED 0"]);
+    assert!(!screen.contains("● suite"), "{screen}");
 }

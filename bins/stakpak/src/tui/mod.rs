@@ -32,7 +32,10 @@ use ratatui::crossterm::{
     execute,
 };
 use stakpak_config::AgentConfig;
-use tokio::sync::mpsc;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::suite::Layout;
 pub use app::{App, ProfileEntry};
@@ -150,6 +153,9 @@ async fn event_loop(
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // SIGTERM and SIGHUP end the console like /quit, so the terminal is given back intact.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
 
     let outcome = loop {
         for r in app.take_requests() {
@@ -162,10 +168,15 @@ async fn event_loop(
             break Ok(());
         }
         tokio::select! {
-            Some(input) = keys.recv() => handle_input(app, input),
+            input = keys.recv() => match input {
+                Some(input) => handle_input(app, input),
+                // The terminal can no longer be read: nobody is there to answer.
+                None => break Ok(()),
+            },
             Some(event) = events.recv() => app.apply(event),
             _ = tick.tick() => app.tick(),
-            else => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
+            _ = hangup.recv() => break Ok(()),
         }
         // Take whatever else is queued before drawing again, so a burst of streamed text
         // costs one frame, not one per delta.
