@@ -16,6 +16,9 @@
 //! read_paths = ["/var/log", "/var/lib/dpkg", "/opt", "/srv"]  # readable besides /usr, /etc, …
 //! hide = ["/srv/private"]      # more folders commands may not read (the suite's own always)
 //! run_as = "stakpak-run"       # the user commands run as; "" for sandboxd's own (see below)
+//! network = "proxied"          # a request without `network`: "proxied" (only the warden's
+//!                              # egress proxy, see egress.rs), "none" or "host"
+//! proxy_port = 3128            # the proxy's port on a proxied sandbox's loopback
 //! [limits]
 //! pids = 256
 //! memory_bytes = 1073741824
@@ -156,6 +159,24 @@ pub struct ExecConfig {
     /// `run_as` (or its default) as `(uid, gid)`; set in `prepare`.
     #[serde(skip)]
     pub run_as_ids: Option<(u32, u32)>,
+    /// The local sandbox's network when a request names none: `proxied` (only the warden's
+    /// egress proxy), `none` or `host`.
+    pub network: LocalNetwork,
+    /// The port of the proxy on a proxied sandbox's loopback (`HTTPS_PROXY`).
+    pub proxy_port: u16,
+}
+
+/// `exec.network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalNetwork {
+    /// An own network namespace; only the warden's egress proxy is reachable.
+    #[default]
+    Proxied,
+    /// An own, empty network namespace.
+    None,
+    /// The host's network.
+    Host,
 }
 
 /// The run-as user of installed sandboxd when `exec.run_as` is unset.
@@ -198,6 +219,8 @@ impl Default for ExecConfig {
             hidden: Vec::new(),
             run_as: None,
             run_as_ids: None,
+            network: LocalNetwork::Proxied,
+            proxy_port: 3128,
         }
     }
 }

@@ -22,13 +22,16 @@ use std::{
 use serde_json::{Value, json};
 use stakpak_audit::Recorder;
 use stakpak_proto::{Caller, CheckReply, Error, ExecReply, ExecRequest, SecretsProxy, exec_status};
-use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, Stream};
+use stakpak_sandbox::{
+    Command, ExitKind, Limits, Network, ProxyRelay, Sandbox, SandboxConfig, Stream,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::{
-    config::{Backend, SandboxdConfig},
+    config::{Backend, LocalNetwork, SandboxdConfig},
     docker::Engine,
+    egress::{self, RULE_PROXY_UNAVAILABLE, Trust},
     output::{Finished, Keep, LogFile, Output},
     peers::{self, RULE_SECRETD_UNAVAILABLE},
 };
@@ -53,6 +56,8 @@ pub(crate) struct Executor {
     audit: Recorder,
     /// The Docker engine, connected on the first command that uses it.
     docker: Engine,
+    /// The CA bundle of proxied runs, in step with the warden's CA.
+    trust: Arc<Trust>,
 }
 
 /// A checked request.
@@ -138,6 +143,7 @@ impl Executor {
     ) -> Self {
         Executor {
             docker: Engine::new(state_dir.join("workspaces")),
+            trust: Arc::new(Trust::default()),
             state_dir,
             config,
             audit,
@@ -222,6 +228,28 @@ impl Executor {
             }
         };
 
+        // Network proxied: where the warden's egress proxy is, and the CA bundle; without
+        // the proxy nothing runs (the command asked for a network it would not get).
+        let egress = match (checked.backend, checked.network) {
+            (Backend::Local, Network::Proxied) => match self
+                .trust
+                .egress(
+                    connection,
+                    &self.state_dir,
+                    ms(config.exec.warden_timeout_ms),
+                )
+                .await
+            {
+                Ok(e) => Some(e),
+                Err(reason) => {
+                    let reply = denied(&exec_id, "deny", RULE_PROXY_UNAVAILABLE, reason);
+                    self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
+                    return Ok(Prep::Refused(reply));
+                }
+            },
+            _ => None,
+        };
+
         // (b) Placeholders to values: the command's through the environment, the extra
         // variables' in place.
         let resolved = tokio::time::timeout(ms(config.exec.secretd_timeout_ms), async {
@@ -286,6 +314,9 @@ impl Executor {
             env.entry(name.to_string()).or_insert(value);
         }
         env.insert("HOME".into(), workspace.display().to_string());
+        if let Some(e) = &egress {
+            env.extend(egress::env(config.exec.proxy_port, &e.bundle));
+        }
         let sandbox = SandboxConfig {
             workspace,
             tmp,
@@ -308,6 +339,12 @@ impl Executor {
                 .chain(config.exec.read_paths.iter().cloned())
                 .collect(),
             hidden: config.exec.hidden.clone(),
+            proxy: egress.map(|e| ProxyRelay {
+                socket: e.socket,
+                port: config.exec.proxy_port,
+                session: checked.session.clone(),
+                ca_bundle: Some(e.bundle),
+            }),
         };
         let command = Command {
             shell: resolved.text,
@@ -633,11 +670,17 @@ fn check_request(
     };
     let network = match backend {
         Backend::Local => match request.network.as_str() {
-            "" | "none" => Network::None,
+            "" => match config.exec.network {
+                LocalNetwork::Proxied => Network::Proxied,
+                LocalNetwork::None => Network::None,
+                LocalNetwork::Host => Network::Host,
+            },
+            "proxied" => Network::Proxied,
+            "none" => Network::None,
             "host" => Network::Host,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "network {other:?} is not one of none, host"
+                    "network {other:?} is not one of proxied, none, host"
                 )));
             }
         },
@@ -758,7 +801,13 @@ mod tests {
     fn requests() {
         let c = SandboxdConfig::default();
         let ok = check_request(&req("s", "sub/dir", "", 0), &c, false).unwrap();
-        assert_eq!(ok.network, Network::None);
+        assert_eq!(ok.network, Network::Proxied);
+        assert_eq!(
+            check_request(&req("s", "", "none", 0), &c, false)
+                .unwrap()
+                .network,
+            Network::None
+        );
         assert_eq!(ok.timeout, Duration::from_millis(120_000));
         assert_eq!(ok.workdir, Some(PathBuf::from("sub/dir")));
         assert_eq!(

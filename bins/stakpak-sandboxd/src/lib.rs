@@ -15,6 +15,7 @@ mod changes;
 mod config;
 mod dbus;
 mod docker;
+mod egress;
 mod exec;
 mod files;
 mod hidden;

@@ -1,0 +1,183 @@
+//! Network `proxied` for sandboxd: where the warden's egress proxy listens, the CA bundle
+//! commands trust, and the variables that point them at both.
+//!
+//! The bundle (`<state>/egress/ca-bundle.pem`, folder 0711, file 0644) is the system's roots
+//! followed by the warden's interception CA, so a command verifies both intercepted hosts
+//! (leaves of the warden's CA) and tunnelled ones (their own certificates). It is written
+//! again whenever the warden's CA differs from the one last written, and the sandbox may
+//! read it even though sandboxd's state is hidden from commands (`ProxyRelay::ca_bundle`).
+
+use std::{
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
+};
+
+use stakpak_proto::{Error, WardenProxy, zbus};
+
+/// Rule id of a refusal because the egress proxy is not there.
+pub const RULE_PROXY_UNAVAILABLE: &str = "sandboxd.proxy-unavailable";
+
+/// Variables naming the CA bundle: OpenSSL and curl, Python requests, Node, git, the AWS
+/// CLI and SDKs, pip.
+pub const CA_VARS: [&str; 7] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "AWS_CA_BUNDLE",
+    "PIP_CERT",
+];
+
+/// Variables naming the proxy, in both spellings programs read.
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// The system bundles looked for, first found wins.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// What a proxied run needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Egress {
+    /// The proxy's unix socket.
+    pub socket: PathBuf,
+    /// The CA bundle commands trust.
+    pub bundle: PathBuf,
+}
+
+/// Keeps the bundle in step with the warden's CA.
+#[derive(Debug, Default)]
+pub(crate) struct Trust {
+    /// The CA last written into the bundle.
+    written: Mutex<Option<String>>,
+}
+
+impl Trust {
+    /// Asks the warden where its proxy is, and (re)writes the bundle when its CA changed.
+    pub(crate) async fn egress(
+        &self,
+        connection: &zbus::Connection,
+        state_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Egress, String> {
+        let info = tokio::time::timeout(timeout, async {
+            let warden = WardenProxy::new(connection).await.map_err(Error::from)?;
+            warden.proxy_info().await
+        })
+        .await
+        .map_err(|_| {
+            format!(
+                "the warden did not say where its egress proxy is within {} ms",
+                timeout.as_millis()
+            )
+        })?
+        .map_err(|e| format!("the warden did not say where its egress proxy is ({e})"))?;
+        if !info.enabled || info.socket.is_empty() {
+            return Err(
+                "network proxied needs the warden's egress proxy, which is off ([proxy] enabled = false in warden.toml)"
+                    .into(),
+            );
+        }
+        let bundle = state_dir.join("egress").join("ca-bundle.pem");
+        let stale = match self.written.lock() {
+            Ok(w) => w.as_deref() != Some(info.ca_pem.as_str()) || !bundle.exists(),
+            Err(_) => true,
+        };
+        if stale {
+            write_bundle(&bundle, &info.ca_pem)
+                .map_err(|e| format!("cannot write {}: {e}", bundle.display()))?;
+            if let Ok(mut w) = self.written.lock() {
+                *w = Some(info.ca_pem);
+            }
+        }
+        Ok(Egress {
+            socket: PathBuf::from(info.socket),
+            bundle,
+        })
+    }
+}
+
+/// The variables of a proxied run: the proxy on the sandbox's loopback, the bundle.
+pub(crate) fn env(port: u16, bundle: &Path) -> Vec<(String, String)> {
+    let proxy = format!("http://127.0.0.1:{port}");
+    let bundle = bundle.display().to_string();
+    PROXY_VARS
+        .iter()
+        .map(|v| (v.to_string(), proxy.clone()))
+        .chain(CA_VARS.iter().map(|v| (v.to_string(), bundle.clone())))
+        .collect()
+}
+
+/// The system roots then `ca_pem`, written to a temporary file renamed into place.
+fn write_bundle(path: &Path, ca_pem: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("the bundle has no folder"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    let mut text = SYSTEM_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# stakpak warden egress CA\n");
+    text.push_str(ca_pem);
+    let tmp = dir.join(".ca-bundle.pem.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_bundle_ends_with_the_warden_ca_and_everyone_may_read_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("egress").join("ca-bundle.pem");
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        write_bundle(&path, ca).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(&format!("# stakpak warden egress CA\n{ca}")));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o644);
+        assert_eq!(mode(path.parent().unwrap()), 0o711);
+    }
+
+    #[test]
+    fn variables_name_the_proxy_and_the_bundle() {
+        let env = env(3128, Path::new("/b.pem"));
+        assert_eq!(env.len(), PROXY_VARS.len() + CA_VARS.len());
+        assert!(env.contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
+        assert!(env.contains(&("NODE_EXTRA_CA_CERTS".into(), "/b.pem".into())));
+    }
+}
