@@ -84,6 +84,8 @@ fn main() {
          [profiles.default.providers.double]\ntype = \"custom\"\napi_endpoint = \"{}\"\n",
         double.base_url()
     );
+    // The binaries are built (when stale) before the clock starts.
+    stakpak_testkit::bin_dir();
     let started = Instant::now();
     let suite = EmbeddedSuite::builder()
         .config_file("config.toml", &config)
