@@ -101,6 +101,27 @@ pub fn wrap(line: &Styled, columns: u16, out: &mut Vec<Line<'static>>) {
         first: true,
         out,
     };
+    // Most lines (command output above all) are ASCII and fit: no need to measure them
+    // character by character.
+    let ascii_len = line.spans.iter().try_fold(0usize, |n, s| {
+        s.content.is_ascii().then(|| n + s.content.len())
+    });
+    if ascii_len.is_some_and(|n| n > 0 && n <= room) {
+        let mut spans = line.prefix.clone();
+        spans.extend(line.spans.iter().cloned());
+        out.push(Line::from(spans));
+        return;
+    }
+    // A long ASCII line of output: cut every `room` bytes.
+    if let ([span], true, Some(_)) = (line.spans.as_slice(), line.hard, ascii_len) {
+        for chunk in span.content.as_bytes().chunks(room) {
+            let mut spans = line.prefix.clone();
+            let text = String::from_utf8_lossy(chunk).into_owned();
+            spans.push(Span::styled(text, span.style));
+            out.push(Line::from(spans));
+        }
+        return;
+    }
     if line.spans.iter().all(|s| s.content.is_empty()) {
         rows.flush();
         return;
@@ -263,6 +284,16 @@ mod tests {
                 },
                 10,
                 vec!["• alpha", "  beta", "  gamma"],
+            ),
+            (
+                Styled::plain("äbcdéfghij", Style::default()).hard(),
+                4,
+                vec!["äbcd", "éfgh", "ij"],
+            ),
+            (
+                Styled::plain("日本語テキスト", Style::default()).hard(),
+                5,
+                vec!["日本", "語テ", "キス", "ト"],
             ),
             (Styled::blank(), 10, vec![""]),
             (
