@@ -199,19 +199,23 @@ impl Worker {
                 reject,
             } => spawn_call(events, async move {
                 let agent = AgentProxy::new(&conn).await?;
-                let mut out = Vec::new();
-                // An empty list means "all" to the agent: only send what was chosen.
-                if !approve.is_empty() {
-                    out.extend(agent.approve(session.clone(), approve).await?);
+                match decide(&agent, &session, approve, reject).await {
+                    Ok(calls) => Ok(calls
+                        .into_iter()
+                        .map(|c| Event::Call(Box::new(c)))
+                        .collect()),
+                    // The screen showed the decision already; put back what the agent has.
+                    Err(e) => {
+                        let mut out = vec![describe_error(&e)];
+                        if let Ok(detail) = agent.show_session(session).await {
+                            out.push(Event::Detail {
+                                detail: Box::new(detail),
+                                attach: false,
+                            });
+                        }
+                        Ok(out)
+                    }
                 }
-                if !reject.is_empty() {
-                    out.extend(
-                        agent
-                            .reject(session, reject, "rejected by the operator".into())
-                            .await?,
-                    );
-                }
-                Ok(out.into_iter().map(|c| Event::Call(Box::new(c))).collect())
             }),
             Request::Cancel(id) => spawn_call(events, async move {
                 let agent = AgentProxy::new(&conn).await?;
@@ -317,6 +321,32 @@ impl Worker {
             }
         }));
     }
+}
+
+/// Approves and rejects by id. An empty list means "all" to the agent, so only what was
+/// chosen is sent.
+async fn decide(
+    agent: &AgentProxy<'_>,
+    session: &str,
+    approve: Vec<String>,
+    reject: Vec<String>,
+) -> Result<Vec<ToolCallInfo>, stakpak_proto::Error> {
+    let mut out = Vec::new();
+    if !approve.is_empty() {
+        out.extend(agent.approve(session.to_string(), approve).await?);
+    }
+    if !reject.is_empty() {
+        out.extend(
+            agent
+                .reject(
+                    session.to_string(),
+                    reject,
+                    "rejected by the operator".into(),
+                )
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// Runs one call as a task; its events, or its error, go to the screen.
