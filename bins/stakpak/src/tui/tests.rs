@@ -135,6 +135,18 @@ fn attached(app: &mut App, state: &str, messages: Vec<MessageInfo>, calls: Vec<T
     app.notice = None;
 }
 
+/// A console attached to a running session that has just been given `prompt`.
+fn asked(prompt: &str) -> App {
+    let mut app = connected();
+    attached(
+        &mut app,
+        "running",
+        vec![message("user", prompt, "")],
+        vec![],
+    );
+    app
+}
+
 fn key(app: &mut App, code: KeyCode) {
     app.key(KeyEvent::new(code, KeyModifiers::NONE));
 }
@@ -196,13 +208,7 @@ fn has_row(rows: &[String], needle: &str) -> bool {
 
 #[test]
 fn chat_view_with_a_streamed_answer() {
-    let mut app = connected();
-    attached(
-        &mut app,
-        "running",
-        vec![message("user", "why is the disk full?", "")],
-        vec![],
-    );
+    let mut app = asked("why is the disk full?");
     for text in [
         "## Disk usage\n\nThe disk on `/` is **92%** full. The largest folders:\n\n",
         "- `/var/log`: 14 GiB of rotated logs\n- `/var/lib/docker`: 9 GiB\n\n",
@@ -225,13 +231,7 @@ fn chat_view_with_a_streamed_answer() {
 
 #[test]
 fn the_stored_history_takes_over_from_the_streamed_text() {
-    let mut app = connected();
-    attached(
-        &mut app,
-        "running",
-        vec![message("user", "check the disk", "")],
-        vec![],
-    );
+    let mut app = asked("check the disk");
     delta(&mut app, SESSION, "Looking at ");
     delta(&mut app, SESSION, "the disk.");
     app.apply(Event::Call(Box::new(command("c1", "df -h /", "running"))));
