@@ -67,22 +67,28 @@ impl Item<'_> {
             Item::User { text, pending } => {
                 (1u8, text, pending).hash(&mut h);
             }
-            Item::Assistant { text, streaming } => {
-                // Stored messages never change; streaming text only grows.
-                (2u8, text.len(), streaming).hash(&mut h);
-            }
+            // Streaming text only grows, so its length tells it apart; a stored message is
+            // hashed whole (a resumed session may store another text at the same place).
+            Item::Assistant {
+                text,
+                streaming: true,
+            } => (2u8, text.len()).hash(&mut h),
+            Item::Assistant {
+                text,
+                streaming: false,
+            } => (3u8, text).hash(&mut h),
             Item::Card {
                 call,
                 expanded,
                 selected,
             } => {
-                (3u8, expanded, selected).hash(&mut h);
+                (4u8, expanded, selected).hash(&mut h);
                 (&call.state, &call.decision, &call.rule, &call.reason).hash(&mut h);
                 (&call.approval, call.arguments.len(), call.output.len()).hash(&mut h);
                 call.is_error.hash(&mut h);
             }
             Item::State(info) => {
-                (4u8, &info.state, &info.reason, info.turns).hash(&mut h);
+                (5u8, &info.state, &info.reason, info.turns).hash(&mut h);
                 (info.input_tokens, info.output_tokens).hash(&mut h);
             }
         }
@@ -111,10 +117,13 @@ impl Transcript {
             self.entries.clear();
             self.width = width;
         }
+        // Entries of another session never share a key with this one's.
+        let id = session.map(|s| s.info.id.as_str()).unwrap_or("");
         let items = items(session);
         let mut old: HashMap<String, Entry> =
             self.entries.drain(..).map(|e| (e.key.clone(), e)).collect();
         for (key, item) in items {
+            let key = format!("{id}/{key}");
             let fingerprint = item.fingerprint();
             let entry = match old.remove(&key) {
                 Some(e) if e.fingerprint == fingerprint => e,
@@ -159,10 +168,10 @@ impl Transcript {
 
     /// The first row and the row count of a tool card.
     pub fn card_rows(&self, call_id: &str) -> Option<(usize, usize)> {
-        let key = card_key(call_id);
+        let key = format!("/{}", card_key(call_id));
         let mut at = 0;
         for e in &self.entries {
-            if e.key == key {
+            if e.key.ends_with(&key) {
                 return Some((at, e.rows.len()));
             }
             at += e.rows.len();

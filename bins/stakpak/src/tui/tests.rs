@@ -267,6 +267,37 @@ fn the_stored_history_takes_over_from_the_streamed_text() {
 }
 
 #[test]
+fn attaching_to_another_session_never_shows_the_first_ones_rows() {
+    let mut app = asked("first");
+    app.apply(Event::Detail {
+        detail: Box::new(SessionDetail {
+            info: info("finished"),
+            messages: vec![message("assistant", "answer AAAA", "")],
+            tool_calls: vec![],
+        }),
+        attach: false,
+    });
+    assert!(has_row(&screen(&mut app, 80, 24), "answer AAAA"));
+    // Another session whose message has the same place and length.
+    app.attach("s-other");
+    app.apply(Event::Detail {
+        detail: Box::new(SessionDetail {
+            info: SessionInfo {
+                id: "s-other".into(),
+                state: "finished".into(),
+                ..SessionInfo::default()
+            },
+            messages: vec![message("assistant", "answer BBBB", "")],
+            tool_calls: vec![],
+        }),
+        attach: true,
+    });
+    let rows = screen(&mut app, 80, 24);
+    assert!(has_row(&rows, "answer BBBB"), "{rows:#?}");
+    assert!(!has_row(&rows, "answer AAAA"), "{rows:#?}");
+}
+
+#[test]
 fn a_tool_card_with_a_denial() {
     let mut app = connected();
     let denied = ToolCallInfo {
