@@ -111,8 +111,10 @@ impl Item<'_> {
 }
 
 impl Transcript {
-    /// Brings the rows up to date with the session, rebuilding only what changed.
-    pub fn update(&mut self, session: Option<&Session>, width: u16) {
+    /// Brings the rows up to date with the session, rebuilding only what changed; returns
+    /// how many rows were added (so a view scrolled up can stay where it is).
+    pub fn update(&mut self, session: Option<&Session>, width: u16) -> usize {
+        let before = self.height;
         if width != self.width {
             self.entries.clear();
             self.width = width;
@@ -140,6 +142,7 @@ impl Transcript {
             self.entries.push(entry);
         }
         self.height = self.entries.iter().map(|e| e.rows.len()).sum();
+        self.height.saturating_sub(before)
     }
 
     /// Rows in all.

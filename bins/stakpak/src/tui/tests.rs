@@ -267,6 +267,23 @@ fn the_stored_history_takes_over_from_the_streamed_text() {
 }
 
 #[test]
+fn scrolled_up_the_view_stays_while_text_streams_in() {
+    let mut app = asked("tell me a story");
+    for i in 0..40 {
+        delta(&mut app, SESSION, &format!("line {i}\n\n"));
+    }
+    screen(&mut app, 80, 24);
+    key(&mut app, KeyCode::PageUp);
+    let before = screen(&mut app, 80, 24);
+    assert!(has_row(&before, " line 23"), "{before:#?}");
+    delta(&mut app, SESSION, "line 40\n\nline 41\n\n");
+    assert_eq!(screen(&mut app, 80, 24)[1..12], before[1..12]);
+    // Esc returns to the end, which follows again.
+    key(&mut app, KeyCode::Esc);
+    assert!(has_row(&screen(&mut app, 80, 24), "line 41"));
+}
+
+#[test]
 fn attaching_to_another_session_never_shows_the_first_ones_rows() {
     let mut app = asked("first");
     app.apply(Event::Detail {

@@ -150,7 +150,11 @@ fn draw_chat(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         return;
     }
     let width = area.width.saturating_sub(1).max(1);
-    app.transcript.update(app.session.as_ref(), width);
+    let added = app.transcript.update(app.session.as_ref(), width);
+    // Scrolled up to read: new rows below do not move what is being read.
+    if app.scroll > 0 {
+        app.scroll += added;
+    }
     let total = app.transcript.height();
     let height = usize::from(area.height);
     let max_scroll = total.saturating_sub(height);
