@@ -2,8 +2,9 @@
 //! type, capture-pane to read the screen) against the embedded suite and the LLM double.
 //! A prompt streams an answer, two of three pending calls are approved with Space and
 //! Enter and the third is rejected; a session started by `stakpak run` in another process
-//! is attached to, shows its history and then its live events; a stream is seen while it
-//! is still coming; the console says when the suite is down and how to start it.
+//! is attached to, shows its history and then its live events, and so is one started by a
+//! schedule; a stream is seen while it is still coming; the console says when the suite is
+//! down and how to start it, follows it down and up, survives resizes and ends on SIGTERM.
 
 // Test files: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -499,4 +500,58 @@ fn the_console_says_when_the_suite_is_down_and_connects_once_it_runs() {
     .unwrap();
     let screen = tmux.wait_for(&["EXITED 0"]);
     assert!(!screen.contains("● suite"), "{screen}");
+}
+
+#[test]
+fn a_session_started_by_a_schedule_is_attached_to_and_approved_from_the_console() {
+    let script = vec![
+        Turn::tools(vec![(
+            "run_command",
+            json!({"command": "echo scheduled > s.txt"}),
+        )])
+        .with_text("The nightly check writes its mark.")
+        .expecting("NIGHTLY mark the run"),
+        Turn::text("Nightly check done.").expecting("status: exited 0"),
+    ];
+    let double = LlmDouble::start(script);
+    let suite = suite_for(&double);
+    let add = suite.stakpak(&[
+        "autopilot",
+        "schedule",
+        "add",
+        "nightly",
+        "--cron",
+        "@yearly",
+        "--prompt",
+        "NIGHTLY mark the run",
+    ]);
+    assert_eq!(add.code, Some(0), "{add:?}");
+    let trigger = suite.stakpak(&["autopilot", "schedule", "trigger", "nightly"]);
+    assert_eq!(trigger.code, Some(0), "{trigger:?}");
+    let waiting = wait_until(SCREEN_TIMEOUT, || {
+        sessions(&suite)
+            .first()
+            .filter(|s| s["pending"] == 1)
+            .map(|s| s["id"].as_str().unwrap().to_string())
+    });
+    let id = waiting.unwrap_or_else(|| panic!("{:#?}", sessions(&suite)));
+
+    // /resume without an id attaches to the newest session: the schedule's.
+    let tmux = console(&suite, (100, 40));
+    tmux.wait_for(&["● suite up"]);
+    tmux.type_text("/resume");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&[
+        "NIGHTLY mark the run",
+        "The nightly check writes its mark.",
+        "[x] $ echo scheduled > s.txt",
+        &format!("attached to session {id}"),
+    ]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["Nightly check done.", "✓ finished"]);
+    assert_eq!(
+        std::fs::read_to_string(workspace(&suite, &id).join("s.txt")).unwrap(),
+        "scheduled\n"
+    );
+    quit(&tmux);
 }
