@@ -324,7 +324,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bus_address: cli.bus_address.clone(),
                 profile: cli.run.profile.clone(),
                 model: cli.run.model.clone(),
-                session: None,
             };
             return tui::run(options, &layout);
         }

@@ -50,8 +50,6 @@ pub struct Options {
     pub bus_address: Option<String>,
     pub profile: Option<String>,
     pub model: Option<String>,
-    /// Attach to this session at once.
-    pub session: Option<String>,
 }
 
 /// The profiles of `<config-dir>/config.toml` and their models; none when it cannot be
@@ -93,9 +91,6 @@ pub fn run(options: Options, layout: &Layout) -> anyhow::Result<ExitCode> {
     app.workdir = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    if let Some(id) = &options.session {
-        app.attach(id);
-    }
 
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _ = execute!(std::io::stdout(), EnableBracketedPaste);
