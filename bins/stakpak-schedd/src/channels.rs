@@ -206,7 +206,9 @@ impl Channels {
         // In the map before the task starts: the task looks itself up there.
         let mut map = lock(&self.shared.live);
         let this = self.clone();
-        live.task = Some(tokio::spawn(async move { this.bring_up(spec, ready).await }));
+        live.task = Some(tokio::spawn(
+            async move { this.bring_up(spec, ready).await },
+        ));
         map.insert(kind, live);
     }
 
