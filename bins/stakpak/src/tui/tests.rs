@@ -590,6 +590,15 @@ fn the_80x24_layout() {
     assert!(has_row(&rows, "│ and keep a week of logs"));
     assert_snapshot("layout_80x24", &rows);
 
+    // With the side panel: the chat keeps 44 columns, the panel 36.
+    key(&mut app, KeyCode::F(2));
+    app.take_requests();
+    let rows = screen(&mut app, 80, 24);
+    assert!(rows[1].contains("│ Suite"), "{rows:#?}");
+    assert!(has_row(&rows, "│ ● sandboxd pid 4102 · up 2h 5m"));
+    assert_snapshot("layout_80x24_panel", &rows);
+    key(&mut app, KeyCode::F(2));
+
     // Resized: smaller, larger, tiny and empty terminals all draw.
     for (w, h) in [(40, 10), (120, 40), (39, 9), (1, 1), (0, 0), (300, 2)] {
         let rows = screen(&mut app, w, h);
