@@ -1,6 +1,10 @@
 //! A local HTTPS origin for the egress end-to-end test and the proxy bench: a CA of its own,
 //! a leaf for the names it serves, and an answer naming what it got:
-//! `<tag> <METHOD> <path> x-token=<X-Token header or ->`. Every request is recorded.
+//! `<tag> <METHOD> <path> x-token=<X-Token header or ->`. Every request is recorded as
+//! `<METHOD> <path> <body length>`.
+
+// Each test or bench that includes this module (`#[path]`) uses a part of it.
+#![allow(dead_code)]
 
 use std::{
     convert::Infallible,
@@ -18,7 +22,7 @@ pub struct Origin {
     pub addr: SocketAddr,
     /// The origin's own CA, PEM: what a client (or the proxy) must trust to reach it.
     pub ca_pem: String,
-    /// `METHOD path` of every request, in order.
+    /// `METHOD path length` of every request, in order.
     pub hits: Arc<Mutex<Vec<String>>>,
 }
 
@@ -87,8 +91,14 @@ pub fn start(tag: &str, names: &[&str]) -> Origin {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("-")
                                 .to_string();
-                            let _ = req.into_body().collect().await;
-                            recorded.lock().unwrap().push(format!("{method} {path}"));
+                            let len = match req.into_body().collect().await {
+                                Ok(b) => b.to_bytes().len(),
+                                Err(_) => 0,
+                            };
+                            recorded
+                                .lock()
+                                .unwrap()
+                                .push(format!("{method} {path} {len}"));
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
                                 "{tag} {method} {path} x-token={token}"
                             )))))
@@ -106,4 +116,40 @@ pub fn start(tag: &str, names: &[&str]) -> Origin {
         ca_pem: ca_cert.pem(),
         hits,
     }
+}
+
+/// An HTTP/1.1 client over TLS on `stream` (connected, or tunnelled by `CONNECT`) to
+/// `host`, trusting only the certificates of `ca_pem`.
+pub async fn tls_client<B>(
+    stream: tokio::net::TcpStream,
+    host: &str,
+    ca_pem: &str,
+) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_string()).unwrap(), stream)
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
 }

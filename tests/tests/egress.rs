@@ -139,7 +139,7 @@ fn proxied_sandboxes_reach_the_network_only_through_the_judging_proxy() {
     );
     assert_eq!(
         *s.kube.hits.lock().unwrap(),
-        vec!["GET /api/v1/namespaces/prod".to_string()]
+        vec!["GET /api/v1/namespaces/prod 0".to_string()]
     );
 
     // A connection that ignores the proxy finds no network: no route to the origin's port,
@@ -195,8 +195,8 @@ fn aws_destructive_calls_are_blocked_and_read_only_ones_pass() {
     assert_eq!(
         *s.aws.hits.lock().unwrap(),
         vec![
-            "GET /?Action=DescribeInstances".to_string(),
-            "POST /".to_string()
+            "GET /?Action=DescribeInstances 0".to_string(),
+            "POST / 2".to_string()
         ]
     );
 }

@@ -182,6 +182,20 @@ fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
     );
     assert_eq!(containers(&prefix.0), std::slice::from_ref(&prefix.0));
 
+    // The container trusts the warden's egress CA: the bundle's folder (system roots, then
+    // the warden's CA) is mounted read-only and the usual variables name it.
+    let reply = client
+        .exec(
+            "s1",
+            "echo $SSL_CERT_FILE $NODE_EXTRA_CA_CERTS; grep -c 'stakpak warden egress CA' $REQUESTS_CA_BUNDLE; touch /etc/stakpak/egress/x 2>/dev/null || echo read-only",
+        )
+        .unwrap();
+    assert_eq!(
+        reply.stdout,
+        "/etc/stakpak/egress/ca-bundle.pem /etc/stakpak/egress/ca-bundle.pem\n1\nread-only\n",
+        "{reply:?}"
+    );
+
     // The CLI takes the same path.
     let out = suite.stakpak(&["sandbox", "exec", "--backend", "docker", "--", "echo", "hi"]);
     assert_eq!(

@@ -239,6 +239,16 @@ fn docker_config(
             read_only: m.read_only,
         })
         .collect();
+    // The CA bundle's folder (system roots and the warden's egress CA), once sandboxd wrote
+    // it: the folder, not the file, so a bundle written again shows in running containers.
+    if let Some(state) = workspaces_root.parent() {
+        let dir = crate::egress::bundle_dir(state);
+        if dir.join(crate::egress::BUNDLE).is_file() {
+            config
+                .mounts
+                .push(DockerMount::read_only(dir, crate::egress::CONTAINER_DIR));
+        }
+    }
     config.memory_bytes = section.memory_bytes;
     // Checked to fit in `prepare`.
     config.pids = Some(i64::try_from(section.pids).unwrap_or(i64::MAX));

@@ -50,13 +50,25 @@ const SYSTEM_BUNDLES: [&str; 4] = [
     "/etc/ssl/cert.pem",
 ];
 
+/// Where containers of the Docker backend see the bundle's folder (mounted read-only).
+pub const CONTAINER_DIR: &str = "/etc/stakpak/egress";
+/// The bundle's file name, in its folder on the host and in containers.
+pub const BUNDLE: &str = "ca-bundle.pem";
+
 /// What a proxied run needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Egress {
     /// The proxy's unix socket.
     pub socket: PathBuf,
+    /// The proxy's TCP listener (`[proxy] listen`), empty when none.
+    pub tcp: String,
     /// The CA bundle commands trust.
     pub bundle: PathBuf,
+}
+
+/// The bundle's folder in sandboxd's state (mounted into Docker containers).
+pub(crate) fn bundle_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("egress")
 }
 
 /// Keeps the bundle in step with the warden's CA.
@@ -92,7 +104,7 @@ impl Trust {
                     .into(),
             );
         }
-        let bundle = state_dir.join("egress").join("ca-bundle.pem");
+        let bundle = bundle_dir(state_dir).join(BUNDLE);
         let stale = match self.written.lock() {
             Ok(w) => w.as_deref() != Some(info.ca_pem.as_str()) || !bundle.exists(),
             Err(_) => true,
@@ -106,6 +118,7 @@ impl Trust {
         }
         Ok(Egress {
             socket: PathBuf::from(info.socket),
+            tcp: info.tcp,
             bundle,
         })
     }
@@ -120,6 +133,22 @@ pub(crate) fn env(port: u16, bundle: &Path) -> Vec<(String, String)> {
         .map(|v| (v.to_string(), proxy.clone()))
         .chain(CA_VARS.iter().map(|v| (v.to_string(), bundle.clone())))
         .collect()
+}
+
+/// The variables of a Docker run: the bundle as the container sees it, and the proxy when
+/// the container shares the host's network and the warden listens on TCP (otherwise the
+/// container cannot reach it; its network stays `docker.network`).
+pub(crate) fn container_env(egress: &Egress, host_network: bool) -> Vec<(String, String)> {
+    let bundle = format!("{CONTAINER_DIR}/{BUNDLE}");
+    let mut env: Vec<(String, String)> = CA_VARS
+        .iter()
+        .map(|v| (v.to_string(), bundle.clone()))
+        .collect();
+    if host_network && !egress.tcp.is_empty() {
+        let proxy = format!("http://{}", egress.tcp);
+        env.extend(PROXY_VARS.iter().map(|v| (v.to_string(), proxy.clone())));
+    }
+    env
 }
 
 /// The system roots then `ca_pem`, written to a temporary file renamed into place.
@@ -171,6 +200,28 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o644);
         assert_eq!(mode(path.parent().unwrap()), 0o711);
+    }
+
+    #[test]
+    fn containers_get_the_bundle_and_the_proxy_only_on_the_host_network() {
+        let egress = Egress {
+            socket: "/run/w/proxy.sock".into(),
+            tcp: "127.0.0.1:3128".into(),
+            bundle: "/var/lib/s/egress/ca-bundle.pem".into(),
+        };
+        let bridge = container_env(&egress, false);
+        assert_eq!(bridge.len(), CA_VARS.len());
+        assert!(bridge.contains(&(
+            "SSL_CERT_FILE".into(),
+            "/etc/stakpak/egress/ca-bundle.pem".into()
+        )));
+        let host = container_env(&egress, true);
+        assert!(host.contains(&("HTTPS_PROXY".into(), "http://127.0.0.1:3128".into())));
+        let no_tcp = Egress {
+            tcp: String::new(),
+            ..egress
+        };
+        assert_eq!(container_env(&no_tcp, true).len(), CA_VARS.len());
     }
 
     #[test]

@@ -229,25 +229,29 @@ impl Executor {
         };
 
         // Network proxied: where the warden's egress proxy is, and the CA bundle; without
-        // the proxy nothing runs (the command asked for a network it would not get).
-        let egress = match (checked.backend, checked.network) {
-            (Backend::Local, Network::Proxied) => match self
-                .trust
-                .egress(
-                    connection,
-                    &self.state_dir,
-                    ms(config.exec.warden_timeout_ms),
-                )
-                .await
-            {
-                Ok(e) => Some(e),
-                Err(reason) => {
-                    let reply = denied(&exec_id, "deny", RULE_PROXY_UNAVAILABLE, reason);
-                    self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
-                    return Ok(Prep::Refused(reply));
-                }
-            },
-            _ => None,
+        // the proxy nothing runs (the command asked for a network it would not get). The
+        // Docker backend's containers trust the warden's CA too (the bundle's folder is
+        // mounted into them, `docker.rs`); without the proxy they just do not.
+        let proxied = checked.backend == Backend::Local && checked.network == Network::Proxied;
+        let found = if proxied || checked.backend == Backend::Docker {
+            let timeout = ms(config.exec.warden_timeout_ms);
+            Some(
+                self.trust
+                    .egress(connection, &self.state_dir, timeout)
+                    .await,
+            )
+        } else {
+            None
+        };
+        let (egress, container_egress) = match (checked.backend, found) {
+            (Backend::Local, Some(Ok(e))) => (Some(e), None),
+            (Backend::Local, Some(Err(reason))) => {
+                let reply = denied(&exec_id, "deny", RULE_PROXY_UNAVAILABLE, reason);
+                self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
+                return Ok(Prep::Refused(reply));
+            }
+            (Backend::Docker, Some(found)) => (None, found.ok()),
+            _ => (None, None),
         };
 
         // (b) Placeholders to values: the command's through the environment, the extra
@@ -316,6 +320,10 @@ impl Executor {
         env.insert("HOME".into(), workspace.display().to_string());
         if let Some(e) = &egress {
             env.extend(egress::env(config.exec.proxy_port, &e.bundle));
+        }
+        if let (Some(e), Some(docker)) = (&container_egress, config.docker()) {
+            let host = docker.network == crate::config::DockerNetworkMode::Host;
+            env.extend(egress::container_env(e, host));
         }
         let sandbox = SandboxConfig {
             workspace,

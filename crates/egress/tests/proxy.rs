@@ -3,24 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+#[path = "../../../tests/support/https_origin.rs"]
+mod https_origin;
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, pem::PemObject,
-};
+use hyper::Request;
 use stakpak_egress::{
     Authority, Event, HostRules, Judge, Judgement, Outcome, Proxy, RequestView, Settings,
     upstream_tls,
@@ -52,84 +42,16 @@ impl Judge for TestJudge {
     }
 }
 
-struct Origin {
-    addr: SocketAddr,
-    ca_pem: String,
-    hits: Arc<AtomicUsize>,
-}
-
-/// An HTTPS server for `allowed.test` answering `<method> <path> <body length>`.
-async fn origin() -> Origin {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["allowed.test".into(), "tunnel.test".into()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let acceptor = acceptor.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let counter = counter.clone();
-                    async move {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let method = req.method().to_string();
-                        let path = req.uri().to_string();
-                        let len = req.into_body().collect().await.unwrap().to_bytes().len();
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                            "{method} {path} {len}"
-                        )))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    Origin {
-        addr,
-        ca_pem: ca_cert.pem(),
-        hits,
-    }
-}
-
 struct Setup {
     proxy: SocketAddr,
-    origin: Origin,
+    origin: https_origin::Origin,
     warden_ca: String,
     events: mpsc::UnboundedReceiver<Event>,
     _dir: tempfile::TempDir,
 }
 
 async fn setup(deny: &[&str], inspect: &[&str], body_limit: usize) -> Setup {
-    let origin = origin().await;
+    let origin = https_origin::start("origin", &["allowed.test", "tunnel.test"]);
     let dir = tempfile::tempdir().unwrap();
     let ca = Arc::new(Authority::load_or_create(&dir.path().join("ca")).unwrap());
     let map = HashMap::from([
@@ -188,26 +110,7 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// A TLS client trusting `ca_pem` only, over a tunnel.
 async fn tls_client(stream: TcpStream, host: &str, ca_pem: &str) -> Sender {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(host.to_string()).unwrap(), stream)
-        .await
-        .unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
+    https_origin::tls_client(stream, host, ca_pem).await
 }
 
 async fn call(
@@ -255,7 +158,7 @@ async fn intercepted_requests_are_judged_forwarded_or_blocked() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "GET /api/v1/namespaces/prod 0")
+        (200, "origin GET /api/v1/namespaces/prod x-token=-")
     );
     let e = next_event(&mut s.events).await;
     assert_eq!(
@@ -282,11 +185,14 @@ async fn intercepted_requests_are_judged_forwarded_or_blocked() {
             .request_headers
             .contains(&("authorization".into(), "[masked]".into()))
     );
-    assert_eq!(detail.response_body, b"GET /api/v1/namespaces/prod 0");
+    assert_eq!(
+        detail.response_body,
+        b"origin GET /api/v1/namespaces/prod x-token=-"
+    );
 
     // Blocked on the same kept-alive connection: a 403 naming the rule, and the origin
     // never sees it.
-    let hits = s.origin.hits.load(Ordering::SeqCst);
+    let hits = s.origin.hits.lock().unwrap().len();
     let (status, body) = call(
         &mut c,
         "DELETE",
@@ -307,7 +213,7 @@ async fn intercepted_requests_are_judged_forwarded_or_blocked() {
             "operation": "DELETE /api/v1/namespaces/prod",
         })
     );
-    assert_eq!(s.origin.hits.load(Ordering::SeqCst), hits);
+    assert_eq!(s.origin.hits.lock().unwrap().len(), hits);
     let e = next_event(&mut s.events).await;
     assert_eq!(
         (e.outcome, e.rule.as_str(), e.status),
@@ -316,7 +222,15 @@ async fn intercepted_requests_are_judged_forwarded_or_blocked() {
 
     // And the connection still serves the next request.
     let (status, body) = call(&mut c, "POST", "allowed.test", "/x?y=1", vec![7; 5000]).await;
-    assert_eq!((status, body.as_str()), (200, "POST /x?y=1 5000"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "origin POST /x?y=1 x-token=-")
+    );
+    // The judged prefix and the rest both reached the origin.
+    assert_eq!(
+        s.origin.hits.lock().unwrap().last().unwrap(),
+        "POST /x?y=1 5000"
+    );
     let e = next_event(&mut s.events).await;
     assert_eq!(
         e.detail.unwrap().request_body.len(),
@@ -342,7 +256,7 @@ async fn hosts_not_inspected_are_tunnelled_with_their_own_certificate() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "DELETE /api/v1/namespaces/prod 0")
+        (200, "origin DELETE /api/v1/namespaces/prod x-token=-")
     );
 }
 
