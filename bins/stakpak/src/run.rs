@@ -78,7 +78,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Files of the project folder read as context for the model, at most 64 KiB each.
-fn project_context(workdir: &Path) -> String {
+pub(crate) fn project_context(workdir: &Path) -> String {
     let mut context = String::new();
     for name in ["AGENTS.md", "APPS.md"] {
         let path = workdir.join(name);
@@ -242,10 +242,13 @@ pub fn run(
         {
             if let Ok(a) = signal.args()
                 && !json
+                && !a.text.is_empty()
             {
                 let _ = out.write_all(a.text.as_bytes());
+                at_line_start = a.text.ends_with('\n');
             }
         }
+        let _ = out.flush();
         if json {
             let detail = agent.show_session(id.clone()).await?;
             println!("{}", serde_json::to_string_pretty(&detail_json(&detail))?);

@@ -854,6 +854,9 @@ impl App {
                     new_id: id,
                     profile: self.profile.clone(),
                     model: self.model.clone(),
+                    // AGENTS.md and APPS.md of the folder the console was opened in, as
+                    // `stakpak run` gives them.
+                    context: crate::run::project_context(std::path::Path::new(&self.workdir)),
                     workdir: self.workdir.clone(),
                     ..StartRequest::default()
                 }));
