@@ -300,3 +300,64 @@ fn the_ca_key_is_the_wardens_alone() {
     assert!(out.stdout.ends_with(" exit=1\n"), "{out:?}");
     assert!(!out.stdout.contains("PRIVATE KEY"), "{out:?}");
 }
+
+/// `[proxy]` is part of the configuration: a bad pattern stops the start naming it, a reload
+/// applies new host rules to the next connection, and a bad reload keeps the rules in force.
+#[test]
+fn proxy_settings_load_and_reload_like_the_policy() {
+    let (suite, out) = EmbeddedSuite::builder()
+        .config_file("warden.toml", "[proxy]\ndeny = [\"a*b.test\"]\n")
+        .try_start();
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("stakpak-warden failed to start: exited with status 78")
+            && out
+                .stderr
+                .contains("host pattern `a*b.test`: a wildcard is `*` or `*.domain`"),
+        "{out:?}"
+    );
+    drop(suite);
+
+    let s = setup(false);
+    let get = || {
+        proxied(
+            &s.suite,
+            "curl -sS https://allowed.test/r -o /dev/null -w '%{http_code} %{http_connect}'; echo \" exit=$?\"",
+        )
+        .stdout
+    };
+    assert_eq!(get(), "200 200 exit=0\n");
+    let toml = s.suite.config_dir.join("warden.toml");
+    let original = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{original}deny = [\"allowed.test\"]\n")).unwrap();
+    let reload = |s: &Setup| {
+        let rt = stakpak_testkit::runtime();
+        let conn = stakpak_testkit::connect(&rt, &s.suite.bus_address());
+        rt.block_on(async {
+            stakpak_proto::WardenProxy::new(&conn)
+                .await
+                .unwrap()
+                .reload()
+                .await
+        })
+    };
+    reload(&s).unwrap();
+    // The CONNECT itself is refused now (curl: exit 56, "CONNECT tunnel failed, response 403").
+    assert_eq!(get(), "000 403 exit=56\n");
+    let logs = s.suite.stakpak(&["warden", "logs", "--blocked-only"]);
+    assert!(
+        logs.stdout
+            .contains("blocked    403  CONNECT allowed.test:443  proxy.deny[allowed.test]"),
+        "{logs:?}"
+    );
+
+    // A bad reload answers InvalidConfig and the deny stays.
+    std::fs::write(&toml, format!("{original}deny = [\"x:0\"]\n")).unwrap();
+    let err = reload(&s).unwrap_err();
+    assert!(
+        matches!(&err, stakpak_proto::Error::InvalidConfig(m) if m.contains("host pattern `x:0`")),
+        "{err:?}"
+    );
+    assert_eq!(get(), "000 403 exit=56\n");
+}
