@@ -362,3 +362,106 @@ pub(crate) fn read_log(db: &Path, query: &RequestLogQuery) -> Result<Vec<Request
     out.reverse();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn settings(toml_text: &str, dir: &Path) -> Result<Settings, String> {
+        let config: WardenConfig = toml::from_str(toml_text).unwrap();
+        config.proxy.settings(dir)
+    }
+
+    #[test]
+    fn proxy_settings_are_checked_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings("", dir.path()).unwrap();
+        assert!(s.hosts.check("example.com", 443).is_ok());
+        assert!(s.hosts.check("example.com", 22).is_err());
+        assert!(s.hosts.inspects("example.com", 443));
+        assert_eq!(
+            (s.body_limit, s.detail, s.block_local),
+            (1024 * 1024, false, true)
+        );
+        let bad = [
+            (
+                "[proxy]\nhosts = { \"a.test\" = \"nowhere\" }",
+                "proxy.hosts.\"a.test\": `nowhere` is not an address:port",
+            ),
+            (
+                "[proxy]\nlisten = \"localhost\"",
+                "proxy.listen: `localhost` is not an address:port",
+            ),
+            ("[proxy]\nallow = [\"*.\"]", "host pattern `*.`"),
+            (
+                "[proxy]\nupstream_ca = [\"missing.pem\"]",
+                "proxy.upstream_ca: cannot read",
+            ),
+            (
+                "[proxy]\nbody_limit = 0",
+                "proxy.body_limit must be above 0",
+            ),
+        ];
+        for (text, expected) in bad {
+            let err = settings(text, dir.path()).unwrap_err();
+            assert!(err.contains(expected), "{err}\nexpected: {expected}");
+        }
+        std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+        let err = settings("[proxy]\nupstream_ca = [\"junk.pem\"]", dir.path()).unwrap_err();
+        assert_eq!(err, "proxy.upstream_ca: no PEM certificate found");
+    }
+
+    #[test]
+    fn the_judge_refuses_ask_and_everything_without_a_policy() {
+        let pack = stakpak_policy::parse_pack(
+            "t.toml",
+            "[pack]\nid = \"t\"\n[[request]]\nid = \"t.ask-delete\"\ndecision = \"ask\"\nreason = \"deletes need a human\"\nmatch = { methods = [\"DELETE\"] }\nexamples.match = [\"DELETE https://x.test/a\"]\n",
+        )
+        .unwrap();
+        let policy =
+            stakpak_policy::Policy::new(vec![pack], stakpak_policy::Settings::default()).unwrap();
+        let headers = http::HeaderMap::new();
+        let view = |method| RequestView {
+            method,
+            scheme: "https",
+            host: "x.test",
+            port: 443,
+            path: "/a?b=1",
+            headers: &headers,
+            body: b"",
+        };
+        let with = |loaded: Option<Arc<stakpak_policy::Policy>>| {
+            let (_tx, rx) = watch::channel(Arc::new(WardenConfig {
+                loaded,
+                ..WardenConfig::default()
+            }));
+            PolicyJudge::new(rx)
+        };
+        let judge = with(Some(Arc::new(policy)));
+        assert_eq!(
+            judge.judge(&view("DELETE")),
+            Judgement {
+                allow: false,
+                decision: "ask".into(),
+                rule: "t.ask-delete".into(),
+                reason: "deletes need a human (needs approval, which a request cannot wait for)"
+                    .into(),
+                operation: "DELETE /a".into(),
+            }
+        );
+        assert!(judge.judge(&view("GET")).allow);
+        let none = with(None);
+        assert_eq!(
+            none.judge(&view("GET")),
+            Judgement {
+                allow: false,
+                decision: "deny".into(),
+                rule: "builtin.no-policy".into(),
+                reason: "no policy is loaded".into(),
+                operation: "GET /a".into(),
+            }
+        );
+    }
+}
