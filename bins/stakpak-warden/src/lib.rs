@@ -168,25 +168,59 @@ fn start_proxy(
     );
     let socket = ctx.paths.runtime_dir.join(egress::SOCKET);
     let _ = std::fs::remove_file(&socket);
-    let unix = UnixListener::bind(&socket)
+    let unix = std::os::unix::net::UnixListener::bind(&socket)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot restrict {}: {e}", socket.display()))?;
-    tokio::spawn(proxy.clone().serve_unix(unix));
     let mut tcp = String::new();
-    if let Some(listen) = &config.proxy.listen {
-        let listener = std::net::TcpListener::bind(listen)
-            .and_then(|l| {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l)
-            })
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tcp = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tokio::spawn(proxy.serve_tcp(listener));
-    }
+    let tcp_listener = match &config.proxy.listen {
+        Some(listen) => {
+            let listener = std::net::TcpListener::bind(listen)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            tcp = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            Some(listener)
+        }
+        None => None,
+    };
+    // The proxy gets a thread and a runtime of its own: TLS handshakes under load must not
+    // hold up verdicts on the bus, nor the watchdog. The thread is inside the warden's
+    // Landlock domain like every other.
+    std::thread::Builder::new()
+        .name("egress".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return tracing::error!(error = %e, "cannot start the proxy's runtime"),
+            };
+            runtime.block_on(async move {
+                let unix = match UnixListener::from_std(unix) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!(error = %e, "cannot serve the proxy socket"),
+                };
+                let tcp = tcp_listener.and_then(|l| match tokio::net::TcpListener::from_std(l) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve the proxy's TCP listener");
+                        None
+                    }
+                });
+                match tcp {
+                    Some(tcp) => {
+                        tokio::join!(proxy.clone().serve_unix(unix), proxy.serve_tcp(tcp));
+                    }
+                    None => proxy.serve_unix(unix).await,
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the proxy's thread: {e}"))?;
     tokio::spawn(egress::record_events(
         events_rx,
         audit,
