@@ -308,17 +308,33 @@ impl AuditLog {
     /// cannot append between the two and fork the chain. A deferred transaction would not
     /// do: in WAL mode its upgrade to a writer fails at once instead of waiting.
     pub fn append(&mut self, entry: &Entry) -> Result<Appended, AuditError> {
-        if entry.source.is_empty() {
-            return Err(self.empty("source"));
+        let mut appended = self.append_all(std::slice::from_ref(entry))?;
+        appended.pop().ok_or_else(|| AuditError::CorruptRow {
+            path: self.path.clone(),
+            seq: 0,
+            reason: "an append returned no row".to_string(),
+        })
+    }
+
+    /// Appends `entries` in order, in one transaction and so with one sync of the disk: all
+    /// of them or, on an error, none. A writer that has many entries queued uses it to keep
+    /// up with a burst.
+    pub fn append_all(&mut self, entries: &[Entry]) -> Result<Vec<Appended>, AuditError> {
+        let mut encoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.source.is_empty() {
+                return Err(self.empty("source"));
+            }
+            if entry.kind.is_empty() {
+                return Err(self.empty("kind"));
+            }
+            let fields =
+                canonical::to_canonical(&entry.fields).map_err(|source| AuditError::Encode {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            encoded.push((entry, fields));
         }
-        if entry.kind.is_empty() {
-            return Err(self.empty("kind"));
-        }
-        let fields =
-            canonical::to_canonical(&entry.fields).map_err(|source| AuditError::Encode {
-                path: self.path.clone(),
-                source,
-            })?;
 
         let err = sqlite_error(&self.path);
         let tx = self
@@ -340,42 +356,47 @@ impl AuditLog {
             seq: last_seq,
             reason: "no seq can follow it".to_string(),
         };
-        let (seq_sql, prev_hash) = match last {
-            None => (1, GENESIS_HASH.to_string()),
-            Some((last_seq, hash)) => (
-                last_seq.checked_add(1).ok_or_else(|| no_next(last_seq))?,
-                hash,
-            ),
+        let (mut last_seq, mut prev_hash) = match last {
+            None => (0, GENESIS_HASH.to_string()),
+            Some(last) => last,
         };
-        let seq = u64::try_from(seq_sql).map_err(|_| no_next(seq_sql - 1))?;
-        // Taken under the write lock, so timestamps follow seq unless the clock steps back.
-        let ts_ms = unix_ms().ok_or_else(|| AuditError::Clock {
-            path: self.path.clone(),
-        })?;
-        let hash = Hashed {
-            seq,
-            ts_ms,
-            source: &entry.source,
-            kind: &entry.kind,
-            fields: &fields,
-            prev_hash: &prev_hash,
-        }
-        .hash();
-        tx.execute(
-            &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-            rusqlite::params![
-                seq_sql,
+        let mut appended = Vec::with_capacity(encoded.len());
+        for (entry, fields) in &encoded {
+            let seq_sql = last_seq.checked_add(1).ok_or_else(|| no_next(last_seq))?;
+            let seq = u64::try_from(seq_sql).map_err(|_| no_next(last_seq))?;
+            // Taken under the write lock, so timestamps follow seq unless the clock steps
+            // back.
+            let ts_ms = unix_ms().ok_or_else(|| AuditError::Clock {
+                path: self.path.clone(),
+            })?;
+            let hash = Hashed {
+                seq,
                 ts_ms,
-                entry.source,
-                entry.kind,
+                source: &entry.source,
+                kind: &entry.kind,
                 fields,
-                prev_hash,
-                hash
-            ],
-        )
-        .map_err(&err)?;
+                prev_hash: &prev_hash,
+            }
+            .hash();
+            tx.execute(
+                &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                rusqlite::params![
+                    seq_sql,
+                    ts_ms,
+                    entry.source,
+                    entry.kind,
+                    fields,
+                    prev_hash,
+                    hash
+                ],
+            )
+            .map_err(&err)?;
+            last_seq = seq_sql;
+            prev_hash.clone_from(&hash);
+            appended.push(Appended { seq, ts_ms, hash });
+        }
         tx.commit().map_err(&err)?;
-        Ok(Appended { seq, ts_ms, hash })
+        Ok(appended)
     }
 
     /// Walks the whole chain from seq 1 and reports the first row that is wrong.

@@ -1,7 +1,8 @@
 //! Appending from a daemon without waiting for the disk.
 //!
 //! SQLite writes wait for fsync; a verdict or an execution reply must not. A thread of its
-//! own appends the entries a [`Recorder`] sends it, in order, and logs each new chain head.
+//! own appends the entries a [`Recorder`] sends it, in order (what queued up during a sync
+//! goes in together, in one transaction), and logs each new chain head.
 
 use std::{
     collections::BTreeMap,
@@ -12,6 +13,9 @@ use std::{
 use serde_json::Value;
 
 use crate::{AuditError, AuditLog, Entry};
+
+/// Most entries written in one transaction.
+const MAX_BATCH: usize = 512;
 
 /// Hands entries to the writer thread; cheap to clone.
 #[derive(Debug, Clone)]
@@ -38,15 +42,37 @@ impl Recorder {
         std::thread::Builder::new()
             .name("audit".into())
             .spawn(move || {
-                for entry in rx {
-                    match log.append(&entry) {
+                // Whatever queued up while the last batch was synced goes in the next one:
+                // one transaction and one fsync for a burst instead of one per entry.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(entry) => batch.push(entry),
+                            Err(_) => break,
+                        }
+                    }
+                    match log.append_all(&batch) {
                         // The chain head goes to the journal too: a copy outside the database
                         // is what shows a rewrite of the whole chain from some row on.
-                        Ok(head) => tracing::info!(
-                            audit_seq = head.seq,
-                            audit_hash = %head.hash,
-                            "audit trail appended"
-                        ),
+                        Ok(heads) => {
+                            if let Some(head) = heads.last() {
+                                tracing::info!(
+                                    audit_seq = head.seq,
+                                    audit_hash = %head.hash,
+                                    entries = heads.len(),
+                                    "audit trail appended"
+                                );
+                            }
+                        }
+                        // One bad entry must not take the others with it: one at a time.
+                        Err(_) if batch.len() > 1 => {
+                            for entry in &batch {
+                                if let Err(e) = log.append(entry) {
+                                    tracing::error!(error = %e, "cannot append to the audit trail");
+                                }
+                            }
+                        }
                         Err(e) => tracing::error!(error = %e, "cannot append to the audit trail"),
                     }
                 }

@@ -182,6 +182,45 @@ fn an_untouched_chain_verifies() {
 }
 
 #[test]
+fn a_batch_chains_like_single_appends_and_a_bad_entry_keeps_all_of_it_out() {
+    let mut f = fixture();
+    let batch = vec![
+        entry("warden", "request", json!({"verdict": "deny", "n": 1})),
+        entry("warden", "request", json!({"verdict": "allow", "n": 2})),
+    ];
+    let appended = f.log.append_all(&batch).unwrap();
+    assert_eq!(appended.iter().map(|a| a.seq).collect::<Vec<_>>(), [4, 5]);
+    let prev = f.appended[2].hash.clone();
+    let fourth = documented_hash(
+        4,
+        appended[0].ts_ms,
+        "warden",
+        "request",
+        r#"{"n":1,"verdict":"deny"}"#,
+        &prev,
+    );
+    assert_eq!(appended[0].hash, fourth);
+    let fifth = documented_hash(
+        5,
+        appended[1].ts_ms,
+        "warden",
+        "request",
+        r#"{"n":2,"verdict":"allow"}"#,
+        &fourth,
+    );
+    assert_eq!(appended[1].hash, fifth);
+    assert_eq!(f.log.verify().unwrap(), VerifyReport::Intact { entries: 5 });
+
+    let bad = vec![
+        entry("warden", "request", json!({"n": 3})),
+        entry("", "request", json!({"n": 4})),
+    ];
+    assert!(f.log.append_all(&bad).is_err());
+    assert_eq!(f.log.verify().unwrap(), VerifyReport::Intact { entries: 5 });
+    assert_eq!(f.log.append_all(&[]).unwrap(), vec![]);
+}
+
+#[test]
 fn reopening_continues_the_chain() {
     let mut f = fixture();
     drop(f.log);
