@@ -210,6 +210,13 @@ fn bad_input_is_refused_with_the_reason() {
         !ok && err.contains("a schedule named `wake` already exists"),
         "{err}"
     );
+    let (ok, err) = add(&["x", "--cron", "@every 0s", "--prompt", "p"]);
+    assert!(
+        !ok && err.contains("invalid `@every 0s`: the interval must be from 1s to 366d"),
+        "{err}"
+    );
+    let (ok, err) = add(&["every", "--cron", "@every 90m", "--prompt", "p"]);
+    assert!(ok, "{err}");
     let (ok, _) = add(&["x", "--cron", "@daily", "--prompt", "p"]);
     assert!(ok);
     let (ok, err) = add(&["x", "--cron", "@daily", "--prompt", "p"]);

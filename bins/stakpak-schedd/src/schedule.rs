@@ -176,20 +176,35 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A cron expression in a time zone.
+/// When a schedule fires: a cron expression in a time zone, or a fixed interval.
 #[derive(Debug, Clone)]
-pub struct When {
-    /// Shared between schedules with the same expression: a compiled one holds a bitfield
-    /// per field (about 1.5 KiB, most of it for years).
-    cron: Arc<Cron>,
-    tz: Tz,
+pub struct When(Kind);
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Cron {
+        /// Shared between schedules with the same expression: a compiled one holds a
+        /// bitfield per field (about 1.5 KiB, most of it for years).
+        cron: Arc<Cron>,
+        tz: Tz,
+    },
+    /// `@every <duration>`: at every multiple of the interval since the Unix epoch, so the
+    /// firings do not drift and stay the same across restarts.
+    Every { ms: i64 },
 }
 
+/// Longest `@every` interval: a year (longer ones are cron's job).
+const MAX_EVERY_SECS: u64 = 366 * 86_400;
+
 impl When {
-    /// Standard 5 fields, 6 with seconds first, or `@hourly`, `@daily`, `@weekly`,
-    /// `@monthly`, `@yearly`/`@annually`; `timezone` an IANA name, empty for UTC.
+    /// Standard 5 fields, 6 with seconds first, `@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`/`@annually`, or `@every <duration>` (`30s`, `15m`, `2h`, `1d`);
+    /// `timezone` an IANA name, empty for UTC.
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, String> {
         let tz = zone(timezone)?;
+        if let Some(rest) = expr.trim().strip_prefix("@every") {
+            return every(expr, rest);
+        }
         let fields = expr.split_whitespace().count();
         if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(format!(
@@ -203,10 +218,10 @@ impl When {
         let cron = parser
             .parse(expr)
             .map_err(|e| format!("invalid cron `{expr}`: {e}"))?;
-        Ok(When {
+        Ok(When(Kind::Cron {
             cron: Arc::new(cron),
             tz,
-        })
+        }))
     }
 
     /// Like [`When::parse`], reusing the compiled expression of an earlier equal one.
@@ -216,28 +231,61 @@ impl When {
         cache: &mut HashMap<String, Arc<Cron>>,
     ) -> Result<Self, String> {
         if let Some(cron) = cache.get(expr) {
-            return Ok(When {
+            return Ok(When(Kind::Cron {
                 cron: cron.clone(),
                 tz: zone(timezone)?,
-            });
+            }));
         }
         let when = When::parse(expr, timezone)?;
-        cache.insert(expr.to_string(), when.cron.clone());
+        if let Kind::Cron { cron, .. } = &when.0 {
+            cache.insert(expr.to_string(), cron.clone());
+        }
         Ok(when)
     }
 
     /// The first firing strictly after `after_ms` (Unix milliseconds), if there is one.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        // Whole seconds: cron has no finer unit, and croner keeps a fraction it is given.
-        let start = Utc
-            .timestamp_millis_opt(after_ms - after_ms.rem_euclid(1000))
-            .single()?;
-        let local: DateTime<Tz> = start.with_timezone(&self.tz);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.timestamp_millis())
+        match &self.0 {
+            Kind::Every { ms } => {
+                let next = after_ms.div_euclid(*ms).checked_add(1)?;
+                next.checked_mul(*ms)
+            }
+            Kind::Cron { cron, tz } => {
+                // Whole seconds: cron has no finer unit, and croner keeps a fraction it is
+                // given.
+                let start = Utc
+                    .timestamp_millis_opt(after_ms - after_ms.rem_euclid(1000))
+                    .single()?;
+                let local: DateTime<Tz> = start.with_timezone(tz);
+                cron.find_next_occurrence(&local, false)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            }
+        }
     }
+}
+
+/// `@every <duration>`: 1 s to a year, in s, m, h or d.
+fn every(expr: &str, rest: &str) -> Result<When, String> {
+    let bad = |why: &str| format!("invalid `{}`: {why}", expr.trim());
+    let value = rest.trim();
+    if value.is_empty() {
+        return Err(bad("give an interval, e.g. `@every 15m`"));
+    }
+    let secs = match value.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| d.saturating_mul(86_400))
+            .map_err(|_| bad("the interval is not a duration (e.g. 30s, 15m, 2h, 1d)"))?,
+        None => parse_duration(value)
+            .map_err(|_| bad("the interval is not a duration (e.g. 30s, 15m, 2h, 1d)"))?
+            .as_secs(),
+    };
+    if secs == 0 || secs > MAX_EVERY_SECS {
+        return Err(bad("the interval must be from 1s to 366d"));
+    }
+    let ms = i64::try_from(secs * 1000).map_err(|_| bad("the interval is too long"))?;
+    Ok(When(Kind::Every { ms }))
 }
 
 /// An IANA time zone; empty: UTC.
@@ -312,6 +360,46 @@ mod tests {
 
     fn ms(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn every_fires_at_multiples_of_its_interval_and_refuses_bad_ones() {
+        let w = When::parse("@every 15m", "").unwrap();
+        assert_eq!(
+            w.next_after(ms("2026-01-01T10:02:00Z")),
+            Some(ms("2026-01-01T10:15:00Z"))
+        );
+        assert_eq!(
+            w.next_after(ms("2026-01-01T10:15:00Z")),
+            Some(ms("2026-01-01T10:30:00Z"))
+        );
+        let w = When::parse(" @every 2 ", "Europe/Berlin").unwrap();
+        assert_eq!(w.next_after(1_001), Some(2_000));
+        let w = When::parse("@every 1d", "").unwrap();
+        assert_eq!(
+            w.next_after(ms("2026-01-01T10:02:00Z")),
+            Some(ms("2026-01-02T00:00:00Z"))
+        );
+        for (expr, why) in [
+            ("@every", "give an interval"),
+            ("@every 0s", "from 1s to 366d"),
+            ("@every 400d", "from 1s to 366d"),
+            ("@every soon", "not a duration"),
+            ("@every 5w", "not a duration"),
+        ] {
+            let err = When::parse(expr, "").unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid `{}`: ", expr.trim())) && err.contains(why),
+                "{err}"
+            );
+        }
+        // A missed run after downtime is settled like a cron one.
+        let w = When::parse("@every 10s", "").unwrap();
+        assert_eq!(
+            on_start(&w, true, 5_000, 45_000),
+            Startup::CatchUp { due_ms: 10_000 }
+        );
+        assert_eq!(next_fire(&w, 10_000, 45_000), Some(50_000));
     }
 
     #[test]

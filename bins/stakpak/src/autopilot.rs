@@ -123,7 +123,8 @@ pub struct ChannelAddArgs {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     pub name: String,
-    /// 5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly.
+    /// 5 fields, 6 with seconds first, @hourly/@daily/@weekly/@monthly/@yearly, or
+    /// `@every 15m` (s, m, h, d).
     #[arg(long)]
     pub cron: String,
     #[arg(long)]

@@ -9,8 +9,8 @@ use zbus::Type;
 pub struct ScheduleSpec {
     /// `[A-Za-z0-9_-]{1,64}`.
     pub name: String,
-    /// 5 fields, 6 with seconds first, or a macro (`@hourly`, `@daily`, `@weekly`,
-    /// `@monthly`, `@yearly`).
+    /// 5 fields, 6 with seconds first, a macro (`@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`) or `@every <duration>` (`30s`, `15m`, `2h`, `1d`).
     pub cron: String,
     pub prompt: String,
     /// A shell script run through sandboxd first; empty: none (the agent always wakes).
