@@ -68,6 +68,38 @@ fn check_goes_through_the_running_warden_and_is_audited() {
     let out = suite.stakpak(&["policy", "check", "--write", "/etc/sudoers"]);
     assert_ne!(out.code, Some(0), "{out:?}");
 
+    // HTTP requests, judged by the packs' request rules as the egress proxy judges them.
+    let out = suite.stakpak(&[
+        "policy",
+        "check",
+        "--json",
+        "--request",
+        "DELETE https://k8s.example:6443/api/v1/namespaces/prod",
+    ]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["judged_by"].as_str(), v["rule"].as_str()),
+        (Some("warden"), Some("k8s-api.delete-namespace"))
+    );
+    let out = suite.stakpak(&[
+        "policy",
+        "check",
+        "--request",
+        "POST https://dynamodb.us-east-1.amazonaws.com/",
+        "--header",
+        "X-Amz-Target: DynamoDB_20120810.ListTables",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = suite.stakpak(&["policy", "check", "--request", "GET nowhere"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the request does not parse: `nowhere` is not an absolute http(s) URL"),
+        "{}",
+        out.stderr
+    );
+
     // The deny (and only what is not allowed) is in the hash-chained audit trail.
     let db = suite.state_dir.join("state/warden/audit.db");
     let records = wait_until(Duration::from_secs(5), || {
@@ -198,7 +230,7 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
     assert_eq!(
         err,
         stakpak_proto::Error::InvalidArgument(
-            "unknown kind `exec`; expected one of command, write, delete".into()
+            "unknown kind `exec`; expected one of command, write, delete, request".into()
         )
     );
     drop(warden);

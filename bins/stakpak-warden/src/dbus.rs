@@ -67,6 +67,12 @@ impl Handler {
             "command" => Action::Command(request.subject.clone()),
             "write" => Action::Write(request.subject.clone()),
             "delete" => Action::Delete(request.subject.clone()),
+            // The packs' example form: `METHOD URL`, header lines, a blank line, the body.
+            "request" => Action::Request(
+                stakpak_policy::HttpRequest::parse_example(&request.subject).map_err(|e| {
+                    Error::InvalidArgument(format!("the request does not parse: {e}"))
+                })?,
+            ),
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown kind `{other}`; expected one of {}",

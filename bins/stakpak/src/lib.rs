@@ -265,7 +265,8 @@ pub enum SecretCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Judge a command line (exit 0 allow, 3 ask, 4 deny).
+    /// Judge a command line, a file write or delete, or an HTTP request (exit 0 allow,
+    /// 3 ask, 4 deny).
     Check {
         /// Print JSON.
         #[arg(long)]
@@ -274,11 +275,21 @@ pub enum PolicyCommand {
         #[arg(long)]
         local: bool,
         /// Judge writing this file instead of a command.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["delete", "command"])]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["delete", "command", "request"])]
         write: Option<String>,
         /// Judge deleting this file instead of a command.
-        #[arg(long, value_name = "PATH", conflicts_with = "command")]
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "request"])]
         delete: Option<String>,
+        /// Judge an HTTP request through the egress proxy: `METHOD URL`
+        /// (e.g. `DELETE https://k8s.example:6443/api/v1/namespaces/prod`).
+        #[arg(long, value_name = "METHOD URL", conflicts_with = "command")]
+        request: Option<String>,
+        /// A header of the request (`Name: value`; repeatable).
+        #[arg(long = "header", value_name = "NAME: VALUE", requires = "request")]
+        headers: Vec<String>,
+        /// The body of the request.
+        #[arg(long, value_name = "TEXT", requires = "request")]
+        body: Option<String>,
         /// The command line (after `--`; several words are joined with spaces).
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -389,14 +400,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 local,
                 write,
                 delete,
+                request,
+                headers,
+                body,
                 command,
             } => {
-                let (kind, subject) = match (write, delete) {
-                    (Some(p), _) => ("write", p),
-                    (_, Some(p)) => ("delete", p),
+                let (kind, subject) = match (write, delete, request) {
+                    (Some(p), _, _) => ("write", p),
+                    (_, Some(p), _) => ("delete", p),
+                    (_, _, Some(line)) => (
+                        "request",
+                        policy::request_subject(&line, &headers, body.as_deref()),
+                    ),
                     _ if command.is_empty() => {
                         anyhow::bail!(
-                            "nothing to check: give a command after `--`, or --write/--delete PATH"
+                            "nothing to check: give a command after `--`, --write/--delete PATH or --request 'METHOD URL'"
                         )
                     }
                     _ => ("command", command.join(" ")),

@@ -89,12 +89,31 @@ fn local_policy(
     loaded.map_err(|e| anyhow::anyhow!("the policy does not load: {e}"))
 }
 
-fn action_of(kind: &str, subject: &str) -> Action {
-    match kind {
+fn action_of(kind: &str, subject: &str) -> anyhow::Result<Action> {
+    Ok(match kind {
         "write" => Action::Write(subject.to_string()),
         "delete" => Action::Delete(subject.to_string()),
+        "request" => Action::Request(
+            stakpak_policy::HttpRequest::parse_example(subject)
+                .map_err(|e| anyhow::anyhow!("the request does not parse: {e}"))?,
+        ),
         _ => Action::Command(subject.to_string()),
+    })
+}
+
+/// The request `stakpak policy check --request` judges, in the packs' example form:
+/// `METHOD URL`, header lines, a blank line and the body.
+pub fn request_subject(line: &str, headers: &[String], body: Option<&str>) -> String {
+    let mut text = line.trim().to_string();
+    for h in headers {
+        text.push('\n');
+        text.push_str(h.trim());
     }
+    if let Some(body) = body {
+        text.push_str("\n\n");
+        text.push_str(body);
+    }
+    text
 }
 
 /// `stakpak policy check`.
@@ -135,7 +154,7 @@ pub fn check(
         }
         None => {
             let policy = local_policy(&layout.config_dir, &[], true, true)?;
-            let v = policy.check(&action_of(kind, subject));
+            let v = policy.check(&action_of(kind, subject)?);
             Output {
                 decision: v.decision.as_str().to_string(),
                 rule: v.rule,
@@ -202,6 +221,8 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     #[derive(Serialize)]
     struct Row<'a> {
         rule: &'a str,
+        /// `command` (commands and file writes) or `request` (HTTP through the proxy).
+        kind: &'static str,
         decision: &'a str,
         pack: &'a str,
         source: &'a str,
@@ -211,13 +232,23 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .packs()
         .iter()
         .flat_map(|p| {
-            p.rules.iter().map(move |r| Row {
+            let commands = p.rules.iter().map(move |r| Row {
                 rule: &r.id,
+                kind: "command",
                 decision: r.decision.as_str(),
                 pack: &p.id,
                 source: &p.source,
                 reason: &r.reason,
-            })
+            });
+            let requests = p.requests.iter().map(move |r| Row {
+                rule: &r.id,
+                kind: "request",
+                decision: r.decision.as_str(),
+                pack: &p.id,
+                source: &p.source,
+                reason: &r.reason,
+            });
+            commands.chain(requests)
         })
         .collect();
     if json {
@@ -225,9 +256,12 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let w = rows.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:<8}  REASON", "RULE", "DECISION");
+    println!("{:<w$}  {:<7}  {:<8}  REASON", "RULE", "KIND", "DECISION");
     for r in &rows {
-        println!("{:<w$}  {:<8}  {}", r.rule, r.decision, r.reason);
+        println!(
+            "{:<w$}  {:<7}  {:<8}  {}",
+            r.rule, r.kind, r.decision, r.reason
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,9 +6,11 @@ use zbus::Type;
 /// What the warden is asked to judge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct CheckRequest {
-    /// `command` (a shell command line), `write` or `delete` (a file path).
+    /// `command` (a shell command line), `write` or `delete` (a file path), or `request`
+    /// (an HTTP request, judged by the packs' `[[request]]` rules).
     pub kind: String,
-    /// The command line or the path.
+    /// The command line, the path, or the request in the packs' example form (`METHOD
+    /// URL`, header lines, a blank line, the body).
     pub subject: String,
     /// Session the action belongs to (empty when none); recorded in the audit trail.
     pub session: String,
@@ -39,7 +41,7 @@ pub struct CheckReply {
 }
 
 /// The kinds `CheckRequest.kind` accepts.
-pub const CHECK_KINDS: [&str; 3] = ["command", "write", "delete"];
+pub const CHECK_KINDS: [&str; 4] = ["command", "write", "delete", "request"];
 
 /// `ProxyInfo()`: where the egress proxy listens and the CA that sandboxes trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
