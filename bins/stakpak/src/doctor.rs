@@ -145,7 +145,11 @@ struct Place {
 }
 
 impl Place {
-    fn resolve(bus_address: Option<&str>, layout: &Layout, explicit_config_dir: bool) -> Place {
+    pub(crate) fn resolve(
+        bus_address: Option<&str>,
+        layout: &Layout,
+        explicit_config_dir: bool,
+    ) -> Place {
         let located = locate::locate(bus_address, layout);
         let embedded = |target: Option<Target>, config_dir: PathBuf, describe: String| Place {
             mode: Mode::Embedded,
@@ -204,6 +208,17 @@ impl Place {
 }
 
 /// `stakpak doctor`.
+/// The folder of the agent's `config.toml` for the suite this command talks to: the running
+/// embedded suite's, `/etc/stakpak` for the installed one (unless `--config-dir` was given),
+/// else this command's own.
+pub(crate) fn agent_config_dir(
+    bus_address: Option<&str>,
+    layout: &Layout,
+    explicit_config_dir: bool,
+) -> PathBuf {
+    Place::resolve(bus_address, layout, explicit_config_dir).config_dir
+}
+
 pub fn run(
     json: bool,
     bus_address: Option<&str>,

@@ -335,6 +335,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bus_address: cli.bus_address.clone(),
                 profile: cli.run.profile.clone(),
                 model: cli.run.model.clone(),
+                // The agent's config.toml: the running suite's (installed: /etc/stakpak).
+                agent_config_dir: doctor::agent_config_dir(
+                    bus,
+                    &layout,
+                    placement.config_dir.is_some(),
+                ),
             };
             return tui::run(options, &layout);
         }

@@ -50,12 +50,14 @@ pub struct Options {
     pub bus_address: Option<String>,
     pub profile: Option<String>,
     pub model: Option<String>,
+    /// Where the agent's `config.toml` is, for `/profiles`.
+    pub agent_config_dir: std::path::PathBuf,
 }
 
-/// The profiles of `<config-dir>/config.toml` and their models; none when it cannot be
-/// read (the agent reports its own configuration problems).
-pub fn profiles(layout: &Layout) -> Vec<ProfileEntry> {
-    let Ok(config) = AgentConfig::load(&layout.config_dir.join("config.toml")) else {
+/// The profiles of the agent's `config.toml` and their models; none when it cannot be read
+/// (the agent reports its own configuration problems).
+pub fn profiles(agent_config_dir: &std::path::Path) -> Vec<ProfileEntry> {
+    let Ok(config) = AgentConfig::load(&agent_config_dir.join("config.toml")) else {
         return Vec::new();
     };
     config
@@ -86,7 +88,7 @@ pub fn run(options: Options, layout: &Layout) -> anyhow::Result<ExitCode> {
     let mut app = App::new(
         options.profile.clone().unwrap_or_default(),
         options.model.clone().unwrap_or_default(),
-        profiles(layout),
+        profiles(&options.agent_config_dir),
     );
     app.workdir = std::env::current_dir()
         .map(|d| d.display().to_string())
