@@ -60,8 +60,9 @@ fn json(suite: &EmbeddedSuite, args: &[&str]) -> Value {
     serde_json::from_str(&out.stdout).unwrap()
 }
 
-fn outcomes(suite: &EmbeddedSuite, name: &str) -> Vec<String> {
-    json(
+/// `autopilot schedule history NAME --json`: every run, newest first.
+fn history(suite: &EmbeddedSuite, name: &str) -> Vec<Value> {
+    let runs = json(
         suite,
         &[
             "autopilot",
@@ -72,12 +73,15 @@ fn outcomes(suite: &EmbeddedSuite, name: &str) -> Vec<String> {
             "-n",
             "1000",
         ],
-    )
-    .as_array()
-    .unwrap()
-    .iter()
-    .map(|r| r["outcome"].as_str().unwrap().to_string())
-    .collect()
+    );
+    runs.as_array().unwrap().clone()
+}
+
+fn outcomes(suite: &EmbeddedSuite, name: &str) -> Vec<String> {
+    history(suite, name)
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -264,52 +268,23 @@ prompt = "NOCATCHUP-PROMPT"
     assert_eq!(again.code, Some(0), "{again:?}");
 
     let triggers = |name: &str| -> Vec<(String, String)> {
-        json(
-            &suite,
-            &[
-                "autopilot",
-                "schedule",
-                "history",
-                name,
-                "--json",
-                "-n",
-                "1000",
-            ],
-        )
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["trigger"].as_str().unwrap().to_string(),
-                r["outcome"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+        history(&suite, name)
+            .iter()
+            .map(|r| {
+                (
+                    r["trigger"].as_str().unwrap().to_string(),
+                    r["outcome"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     };
     wait_for("the catch-up run to end", || {
         triggers("catchup")
             .iter()
             .any(|(t, o)| t == "catch-up" && o != "running")
     });
-    let history = json(
-        &suite,
-        &[
-            "autopilot",
-            "schedule",
-            "history",
-            "catchup",
-            "--json",
-            "-n",
-            "1000",
-        ],
-    );
-    let catch_up = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["trigger"] == "catch-up")
-        .unwrap();
+    let runs = history(&suite, "catchup");
+    let catch_up = runs.iter().find(|r| r["trigger"] == "catch-up").unwrap();
     assert_eq!(catch_up["outcome"], "skipped-by-check", "{catch_up}");
     let caught: Vec<_> = triggers("catchup")
         .into_iter()

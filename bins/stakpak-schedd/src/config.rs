@@ -55,17 +55,12 @@ impl DaemonConfig for ScheddConfig {
     fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
         let mut autopilot = Autopilot::load(&paths.config_dir.join("autopilot.toml"))?;
         let profiles = crate::profiles::Profiles::load(&paths.config_dir);
-        let (good, bad): (Vec<_>, Vec<_>) = std::mem::take(&mut autopilot.schedules)
-            .into_iter()
-            .map(|s| {
-                let checked = profiles.check(&s.def.profile);
-                (s, checked)
-            })
-            .partition(|(_, checked)| checked.is_ok());
-        autopilot.schedules = good.into_iter().map(|(s, _)| s).collect();
-        for (s, checked) in bad {
-            if let Err(reason) = checked {
-                autopilot.rejected.push(format!("{}: {reason}", s.def.name));
+        for schedule in std::mem::take(&mut autopilot.schedules) {
+            match profiles.check(&schedule.def.profile) {
+                Ok(()) => autopilot.schedules.push(schedule),
+                Err(reason) => autopilot
+                    .rejected
+                    .push(format!("{}: {reason}", schedule.def.name)),
             }
         }
         self.autopilot = autopilot;

@@ -169,10 +169,7 @@ pub fn run(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     runtime.block_on(async {
         let conn = target.connect().await?;
         let proxy = SchedulerProxy::new(&conn).await?;

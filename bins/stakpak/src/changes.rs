@@ -63,7 +63,7 @@ pub fn revert(
 ) -> anyhow::Result<ExitCode> {
     let id = change_id.to_string();
     let target = locate::locate(bus_address, layout)?;
-    let runtime = runtime()?;
+    let runtime = crate::locate::runtime()?;
     let reply = runtime.block_on(async {
         let conn = target.connect().await?;
         let sandbox = SandboxProxy::new(&conn)
@@ -119,13 +119,6 @@ fn utc_ms(ms: i64) -> String {
     crate::secret::utc(ms.div_euclid(1000))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Finds the suite, connects, and runs one call on sandboxd with errors a person can read.
 fn call<T, F, Fut>(bus_address: Option<&str>, layout: &Layout, f: F) -> anyhow::Result<T>
 where
@@ -133,7 +126,7 @@ where
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
     let target = locate::locate(bus_address, layout)?;
-    runtime()?.block_on(async {
+    crate::locate::runtime()?.block_on(async {
         let conn = target.connect().await?;
         let sandbox = SandboxProxy::new(&conn)
             .await

@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use serde::Serialize;
 use stakpak_config::{AgentConfig, ConfigError, DEFAULT_PROFILE, KeySource};
 use stakpak_proto::{Daemon, DaemonState, LandlockStatus};
@@ -228,10 +227,7 @@ pub fn run(
     let ctx = Place::resolve(bus_address, layout, explicit_config_dir);
     // Forks a child: done first, while this process has a single thread.
     let userns = check_user_namespaces(ctx.mode);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     let mut checks = Vec::new();
     if ctx.mode == Mode::Installed {
         checks.extend(check_units());

@@ -521,10 +521,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = crate::locate::runtime()?;
             let mut report = runtime.block_on(status::report(&target))?;
             // Installed: each unit's state as systemd sees it, and its restart count.
             let units = match target {

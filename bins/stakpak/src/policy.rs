@@ -132,10 +132,7 @@ pub fn check(
     };
     let out = match target {
         Some(target) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = crate::locate::runtime()?;
             let reply = runtime
                 .block_on(async {
                     let conn = target.connect().await?;

@@ -70,13 +70,6 @@ pub struct RunArgs {
     pub workdir: Option<std::path::PathBuf>,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Files of the project folder read as context for the model, at most 64 KiB each.
 pub(crate) fn project_context(workdir: &Path) -> String {
     let mut context = String::new();
@@ -105,7 +98,7 @@ pub fn run(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = runtime()?;
+    let rt = crate::locate::runtime()?;
     rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -372,7 +365,7 @@ fn detail_json(d: &SessionDetail) -> serde_json::Value {
 /// `stakpak sessions list [--json]`.
 pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = runtime()?;
+    let rt = crate::locate::runtime()?;
     let sessions = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -408,7 +401,7 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
 /// `stakpak sessions cancel ID`.
 pub fn cancel(id: &str, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = runtime()?;
+    let rt = crate::locate::runtime()?;
     let info = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -429,7 +422,7 @@ pub fn show(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = runtime()?;
+    let rt = crate::locate::runtime()?;
     let detail = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;

@@ -37,10 +37,7 @@ pub fn exec(
         bail!("nothing to run: give the command after `--`");
     }
     let target = locate::locate(bus_address, layout)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     let request = ExecRequest {
         session: args.session.to_string(),
         command: args.command.clone(),
@@ -115,10 +112,7 @@ pub fn tasks(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     let tasks = runtime
         .block_on(async {
             let conn = target.connect().await?;

@@ -126,10 +126,7 @@ where
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     runtime.block_on(async {
         let conn = target.connect().await?;
         let secrets = SecretsProxy::new(&conn)

@@ -61,10 +61,7 @@ fn logs(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     let entries = runtime.block_on(async {
         let conn = target.connect().await?;
         let warden = WardenProxy::new(&conn)

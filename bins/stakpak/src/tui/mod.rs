@@ -81,10 +81,7 @@ pub fn on_terminal() -> bool {
 
 /// Runs the console until the operator quits.
 pub fn run(options: Options, layout: &Layout) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::locate::runtime()?;
     let mut app = App::new(
         options.profile.clone().unwrap_or_default(),
         options.model.clone().unwrap_or_default(),
