@@ -505,23 +505,9 @@ impl Proxy {
             .await
             .map_err(|_| fail("TLS handshake timed out".into()))?
             .map_err(|e| fail(e.to_string()))?;
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            Ok(sender)
+            http1_over(builder, tls).await.map_err(fail)
         } else {
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-            Ok(sender)
+            http1_over(builder, tcp).await.map_err(fail)
         }
     }
 
@@ -817,4 +803,22 @@ impl http_body::Body for Tee {
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own (upgrades kept).
+async fn http1_over<I>(
+    builder: hyper::client::conn::http1::Builder,
+    io: I,
+) -> Result<SendRequest<Body>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = builder
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
 }

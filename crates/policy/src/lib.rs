@@ -194,25 +194,19 @@ impl Policy {
                     .extend(spec.aliases.iter().map(|(k, v)| (k.clone(), v.clone())));
                 merged.single_dash_long |= spec.single_dash_long;
             }
-            for r in &p.requests {
-                if let Some(other) = ids.insert(r.id.clone(), p.source.clone()) {
+            // Command and request rules share one namespace of ids.
+            let rule_ids = p.rules.iter().map(|r| &r.id);
+            for id in rule_ids.chain(p.requests.iter().map(|r| &r.id)) {
+                if let Some(other) = ids.insert(id.clone(), p.source.clone()) {
                     return Err(PackError::Duplicate {
                         source_name: p.source.clone(),
-                        rule: r.id.clone(),
+                        rule: id.clone(),
                         other,
                     }
                     .into());
                 }
             }
             for (ri, r) in p.rules.iter().enumerate() {
-                if let Some(other) = ids.insert(r.id.clone(), p.source.clone()) {
-                    return Err(PackError::Duplicate {
-                        source_name: p.source.clone(),
-                        rule: r.id.clone(),
-                        other,
-                    }
-                    .into());
-                }
                 if r.matches.programs.is_empty() {
                     general.push((pi, ri));
                 } else {
