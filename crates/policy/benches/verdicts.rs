@@ -23,10 +23,7 @@ fn policy() -> Policy {
 fn corpus_commands() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    let mut stack: Vec<PathBuf> = vec![
-        root.join("tests/corpus"),
-        root.join("../../../shared/corpora/dcg"),
-    ];
+    let mut stack: Vec<PathBuf> = vec![root.join("tests/corpus"), root.join("tests/corpora/dcg")];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let p = e.path();

@@ -1,6 +1,6 @@
 //! The policy packs in `policies/` against two corpora:
 //! - our own (`tests/corpus/*.toml`): every case's verdict and deciding rule must be exact;
-//! - destructive_command_guard's (`../shared/corpora/dcg/`), counted as its SOURCE.md says:
+//! - destructive_command_guard's (`tests/corpora/dcg/`, MIT), counted as its SOURCE.md says:
 //!   a `deny` case is caught when we answer deny or ask; an `allow` case is a false positive
 //!   when we answer deny (ask is reported apart).
 
@@ -100,7 +100,7 @@ fn own_corpus_matches_exactly() {
 
 #[test]
 fn destructive_command_guard_corpus() {
-    let dir = workspace().join("../shared/corpora/dcg");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpora/dcg");
     let all = cases(&dir);
     assert!(!all.is_empty(), "no cases found in {}", dir.display());
     let policy = policy();

@@ -7,7 +7,7 @@
 //!   sources of the cargo registry), read in sorted order up to a fixed budget;
 //! - tables of whole results: every rule's examples through the public API, the global
 //!   allowlist, privacy mode, merging, and UTF-8 boundaries;
-//! - gitleaks' own rules (shared/reference/gitleaks) over the same corpus and the same real
+//! - gitleaks' own rules (tests/reference/gitleaks, MIT) over the same corpus and the same real
 //!   text, as an oracle: how hard the corpus is, and where each rule set stands.
 //!
 //! The corpus and the rules were written by the same hand, so its recall flatters them; the
@@ -1502,7 +1502,7 @@ fn long_lines_and_multiline_keys() {
 
 // --- gitleaks as an oracle ------------------------------------------------------------------
 
-/// gitleaks' default rules (shared/reference/gitleaks, MIT), run the way gitleaks runs them:
+/// gitleaks' default rules (tests/reference/gitleaks, MIT), run the way gitleaks runs them:
 /// a rule runs on a text holding one of its keywords (lower-cased), its secret is the
 /// `secretGroup` or the first group that took part, then entropy, the rule's allowlists
 /// (regexes on the secret, the match or the line; stopwords) and the global one.
@@ -1525,8 +1525,7 @@ struct GitleaksRule {
 }
 
 fn gitleaks() -> Option<Gitleaks> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/gitleaks/gitleaks.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/gitleaks/gitleaks.toml");
     let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     let strings = |v: Option<&toml::Value>| -> Vec<String> {
         v.and_then(|v| v.as_array())
@@ -1668,13 +1667,10 @@ impl Gitleaks {
 }
 
 /// The same corpus and the same real text through gitleaks' rules, for comparison. Informative:
-/// skipped (with a message) where shared/reference is not beside the repository.
+/// only the rule file must load.
 #[test]
 fn gitleaks_rules_on_the_same_corpus_and_text() {
-    let Some(gl) = gitleaks() else {
-        println!("gitleaks oracle skipped: shared/reference/gitleaks/gitleaks.toml not found");
-        return;
-    };
+    let gl = gitleaks().expect("tests/reference/gitleaks/gitleaks.toml does not load");
     let (text, cases) = corpus();
     let found = gl.find(&text);
     let mut missed: BTreeMap<&str, usize> = BTreeMap::new();
