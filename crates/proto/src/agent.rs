@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
+use crate::Decision;
+use crate::wire::{Opt, wire_enum};
+
 /// `Start`: a new session, or more of an existing one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct StartRequest {
@@ -41,9 +44,7 @@ pub struct SessionInfo {
     pub title: String,
     pub profile: String,
     pub model: String,
-    /// `running`, `waiting-approval`, `paused`, `waiting-user`, `finished`, `max-turns`,
-    /// `cancelled`, `failed` or `interrupted` (the agent stopped while it ran).
-    pub state: String,
+    pub state: SessionState,
     /// Why it is in that state (an error, the question for the user), when there is one.
     pub reason: String,
     pub created_ms: i64,
@@ -66,12 +67,11 @@ pub struct ToolCallInfo {
     pub name: String,
     /// The arguments as the model wrote them (it only ever sees placeholders).
     pub arguments: String,
-    /// `waiting-approval`, `approved`, `rejected`, `running`, `done`, `failed` or `denied`.
-    pub state: String,
+    pub state: ToolCallState,
     /// Why approval is asked (`profile` or the warden's rule), empty when auto-approved.
     pub approval: String,
     /// The warden's verdict on the action, when one was asked.
-    pub decision: String,
+    pub decision: Opt<Decision>,
     pub rule: String,
     pub reason: String,
     /// The redacted result given to the model.
@@ -82,11 +82,10 @@ pub struct ToolCallInfo {
 /// One message of a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct MessageInfo {
-    /// `user`, `assistant` or `tool`.
-    pub role: String,
+    pub role: Role,
     pub text: String,
-    /// For `tool`: the call it answers; for `assistant`: the calls it makes, comma-separated.
-    pub tool_calls: String,
+    /// For `tool`: the call it answers; for `assistant`: the calls it makes.
+    pub tool_calls: Vec<String>,
     pub created_ms: i64,
 }
 
@@ -98,25 +97,107 @@ pub struct SessionDetail {
     pub tool_calls: Vec<ToolCallInfo>,
 }
 
-/// The values of [`SessionInfo::state`].
-pub mod session_state {
-    pub const RUNNING: &str = "running";
-    pub const WAITING_APPROVAL: &str = "waiting-approval";
-    pub const PAUSED: &str = "paused";
-    pub const WAITING_USER: &str = "waiting-user";
-    pub const FINISHED: &str = "finished";
-    pub const MAX_TURNS: &str = "max-turns";
-    pub const CANCELLED: &str = "cancelled";
-    pub const FAILED: &str = "failed";
-    pub const INTERRUPTED: &str = "interrupted";
+wire_enum! {
+    /// Where a session is ([`SessionInfo::state`]).
+    #[derive(Default)]
+    pub enum SessionState ("session state") {
+        #[default]
+        Running = "running",
+        WaitingApproval = "waiting-approval",
+        Paused = "paused",
+        WaitingUser = "waiting-user",
+        Finished = "finished",
+        MaxTurns = "max-turns",
+        Cancelled = "cancelled",
+        Failed = "failed",
+        /// The agent stopped while the session ran.
+        Interrupted = "interrupted",
+    }
+}
 
-    /// States in which the session's loop is not running.
-    pub fn is_stopped(state: &str) -> bool {
-        !matches!(state, RUNNING | WAITING_APPROVAL)
+impl SessionState {
+    /// Whether the session's loop is not running.
+    pub fn is_stopped(self) -> bool {
+        !matches!(self, SessionState::Running | SessionState::WaitingApproval)
+    }
+}
+
+wire_enum! {
+    /// Where a tool call is ([`ToolCallInfo::state`]).
+    #[derive(Default)]
+    pub enum ToolCallState ("tool call state") {
+        #[default]
+        WaitingApproval = "waiting-approval",
+        Approved = "approved",
+        Rejected = "rejected",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Denied = "denied",
+    }
+}
+
+wire_enum! {
+    /// Who wrote a message ([`MessageInfo::role`]).
+    #[derive(Default)]
+    pub enum Role ("role") {
+        #[default]
+        User = "user",
+        Assistant = "assistant",
+        Tool = "tool",
     }
 }
 
 /// Object path of a session's signals.
+///
+/// Session ids are `[A-Za-z0-9_-]`; an object path element allows only `[A-Za-z0-9_]`, so
+/// every other byte and `_` itself are written as `_` and two hex digits (systemd's
+/// `sd_bus_path_encode`): `a-b` and `a_b` get different paths.
 pub fn session_path(id: &str) -> String {
-    format!("/dev/stakpak/Agent1/sessions/{}", id.replace('-', "_"))
+    let mut path = String::from("/dev/stakpak/Agent1/sessions/");
+    if id.is_empty() {
+        path.push('_');
+    }
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_paths_are_unambiguous() {
+        let cases = [
+            ("abc", "/dev/stakpak/Agent1/sessions/abc"),
+            ("a-b", "/dev/stakpak/Agent1/sessions/a_2db"),
+            ("a_b", "/dev/stakpak/Agent1/sessions/a_5fb"),
+            ("", "/dev/stakpak/Agent1/sessions/_"),
+        ];
+        for (id, path) in cases {
+            assert_eq!(session_path(id), path, "{id}");
+            assert!(zbus::ObjectPath::try_from(session_path(id)).is_ok());
+        }
+    }
+
+    #[test]
+    fn states_travel_as_their_names() {
+        for s in SessionState::ALL {
+            assert_eq!(s.as_str().parse::<SessionState>(), Ok(*s));
+        }
+        assert!(SessionState::Paused.is_stopped());
+        assert!(!SessionState::WaitingApproval.is_stopped());
+        let err = "dead".parse::<ToolCallState>().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("unknown tool call state `dead`"),
+            "{err}"
+        );
+    }
 }

@@ -15,10 +15,11 @@ mod scheduler;
 mod secrets;
 mod status;
 mod warden;
+pub mod wire;
 
 pub use agent::{
-    MessageInfo, SessionDetail, SessionInfo, StartRequest, ToolCallInfo, session_path,
-    session_state,
+    MessageInfo, Role, SessionDetail, SessionInfo, SessionState, StartRequest, ToolCallInfo,
+    ToolCallState, session_path,
 };
 pub use error::{ERROR_PREFIX, Error};
 pub use interfaces::{
@@ -28,19 +29,22 @@ pub use interfaces::{
 };
 pub use names::Daemon;
 pub use sandbox::{
-    ChangeInfo, ExecReply, ExecRequest, TaskDetails, TaskInfo, ViewReply, ViewRequest, exec_status,
+    Backend, ChangeInfo, ChangeKind, ExecReply, ExecRequest, ExecStatus, NetworkMode, TaskDetails,
+    TaskInfo, ViewKind, ViewReply, ViewRequest,
 };
 pub use scheduler::{
-    ChannelInfo, ChannelSpec, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerStatus, channel_state,
-    run_outcome,
+    ChannelInfo, ChannelSpec, ChannelState, RunInfo, RunOutcome, RunTrigger, ScheduleInfo,
+    ScheduleSource, ScheduleSpec, SchedulerStatus,
 };
 pub use secrets::{
     Caller, Detection, RedactReply, ResolveReply, ResolveRequest, SecretInfo, SetRequest,
 };
 pub use status::{DaemonState, DaemonStatus, LandlockStatus};
 pub use warden::{
-    CHECK_KINDS, CheckMatch, CheckReply, CheckRequest, ProxyInfo, RequestLogEntry, RequestLogQuery,
+    CheckKind, CheckMatch, CheckReply, CheckRequest, Decision, ProxyInfo, RequestLogEntry,
+    RequestLogQuery, RequestOutcome,
 };
+pub use wire::{Opt, UnknownValue, WireEnum};
 
 /// Re-exported so that users of the proxies need not name zbus in their own manifests.
 pub use zbus;

@@ -5,6 +5,70 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
+use crate::Decision;
+use crate::wire::{Opt, wire_enum};
+
+wire_enum! {
+    /// How a sandboxed command reaches the network.
+    pub enum NetworkMode ("network mode") {
+        /// Loopback only.
+        None = "none",
+        /// The host's network (Docker's host network; never for the local backend's default).
+        Host = "host",
+        /// Only the warden's egress proxy.
+        Proxied = "proxied",
+    }
+}
+
+wire_enum! {
+    /// Where a sandboxed command runs.
+    pub enum Backend ("backend") {
+        /// A process of sandboxd's, confined by namespaces, Landlock and seccomp.
+        Local = "local",
+        /// A container of the Docker engine.
+        Docker = "docker",
+    }
+}
+
+wire_enum! {
+    /// How a command ended ([`ExecReply::status`]), or where a task is ([`TaskInfo::state`]).
+    #[derive(Default)]
+    pub enum ExecStatus ("exec status") {
+        Exited = "exited",
+        Signaled = "signaled",
+        TimedOut = "timed-out",
+        Cancelled = "cancelled",
+        Denied = "denied",
+        /// A task still running.
+        Running = "running",
+        /// sandboxd could not run it (sandbox set-up failed); `reason` says why.
+        #[default]
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// What `View` looked at ([`ViewReply::kind`]).
+    #[derive(Default)]
+    pub enum ViewKind ("view kind") {
+        #[default]
+        File = "file",
+        Dir = "dir",
+        Grep = "grep",
+    }
+}
+
+wire_enum! {
+    /// What a recorded file change did ([`ChangeInfo::kind`]).
+    #[derive(Default)]
+    pub enum ChangeKind ("change kind") {
+        #[default]
+        Create = "create",
+        Edit = "edit",
+        Remove = "remove",
+    }
+}
+
 /// One shell command to run in a session's workspace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ExecRequest {
@@ -16,10 +80,10 @@ pub struct ExecRequest {
     pub workdir: String,
     /// Milliseconds before the command and every descendant are killed; 0: the default.
     pub timeout_ms: u64,
-    /// `none` (default when empty) or `host`.
-    pub network: String,
-    /// `local` or `docker`; empty: the configured default.
-    pub backend: String,
+    /// Empty: sandboxd's default for the backend.
+    pub network: Opt<NetworkMode>,
+    /// Empty: the configured default.
+    pub backend: Opt<Backend>,
     /// Variables added to the child's environment. Every name must be in sandboxd's
     /// `exec.env_allow`; values may hold placeholders, resolved like the command's.
     pub env: HashMap<String, String>,
@@ -28,8 +92,7 @@ pub struct ExecRequest {
 /// How an [`ExecRequest`] ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ExecReply {
-    /// `exited`, `signaled`, `timed-out`, `cancelled` or `denied`.
-    pub status: String,
+    pub status: ExecStatus,
     /// Exit code for `exited`, signal number for `signaled`, else 0.
     pub code: i32,
     /// Redacted stdout, up to the output cap.
@@ -38,8 +101,9 @@ pub struct ExecReply {
     pub stderr: String,
     /// Whether the output went past the cap; the whole of it is then in `artifact`.
     pub truncated: bool,
-    /// The warden's decision (`allow`, `ask`, `deny`), or `deny` when sandboxd refused.
-    pub decision: String,
+    /// The warden's decision, or `deny` when sandboxd refused; none when the warden was
+    /// never asked.
+    pub decision: Opt<Decision>,
     /// The deciding rule id, when there is one.
     pub rule: String,
     pub reason: String,
@@ -51,19 +115,6 @@ pub struct ExecReply {
     pub artifact: String,
 }
 
-/// The values of [`ExecReply::status`] and [`TaskInfo::state`].
-pub mod exec_status {
-    pub const EXITED: &str = "exited";
-    pub const SIGNALED: &str = "signaled";
-    pub const TIMED_OUT: &str = "timed-out";
-    pub const CANCELLED: &str = "cancelled";
-    pub const DENIED: &str = "denied";
-    /// A task still running.
-    pub const RUNNING: &str = "running";
-    /// sandboxd could not run it (sandbox set-up failed); `reason` says why.
-    pub const FAILED: &str = "failed";
-}
-
 /// A background task (`run_command_task`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct TaskInfo {
@@ -71,15 +122,14 @@ pub struct TaskInfo {
     pub session: String,
     /// The command as sent: placeholders, never values.
     pub command: String,
-    /// `running` or one of the final states of [`exec_status`].
-    pub state: String,
+    pub state: ExecStatus,
     /// Exit code or signal number once ended.
     pub code: i32,
     /// Unix milliseconds.
     pub started_ms: i64,
     /// Unix milliseconds; 0 while running.
     pub ended_ms: i64,
-    pub decision: String,
+    pub decision: Opt<Decision>,
     pub rule: String,
     pub reason: String,
     /// Redacted output bytes so far, stdout and stderr together.
@@ -117,8 +167,7 @@ pub struct ViewRequest {
 /// What `View` found, redacted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ViewReply {
-    /// `file`, `dir` or `grep`.
-    pub kind: String,
+    pub kind: ViewKind,
     pub content: String,
     /// Whether the size cap or depth cut anything.
     pub truncated: bool,
@@ -131,8 +180,7 @@ pub struct ViewReply {
 pub struct ChangeInfo {
     pub id: String,
     pub session: String,
-    /// `create`, `edit` or `remove`.
-    pub kind: String,
+    pub kind: ChangeKind,
     /// Workspace-relative path.
     pub path: String,
     /// Unix milliseconds.

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
+use crate::wire::{Opt, wire_enum};
+use crate::{ExecStatus, SessionState};
+
 /// A schedule as added (`AddSchedule`) or listed. Empty strings and zeros mean "the default"
 /// (`[defaults]` of `autopilot.toml`, then schedd's own).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -40,8 +43,7 @@ pub struct ScheduleSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ScheduleInfo {
     pub spec: ScheduleSpec,
-    /// `file` (autopilot.toml) or `cli`.
-    pub source: String,
+    pub source: ScheduleSource,
     /// Unix milliseconds of the next firing; 0 when disabled or never.
     pub next_fire_ms: i64,
     /// The newest run, when there is one (`id` empty otherwise).
@@ -53,24 +55,20 @@ pub struct ScheduleInfo {
 pub struct RunInfo {
     pub id: String,
     pub schedule: String,
-    /// `schedule`, `catch-up`, `manual` or `dry-run`.
-    pub trigger: String,
+    pub trigger: RunTrigger,
     /// Unix milliseconds of the due time it answers (0 for manual runs).
     pub due_ms: i64,
     pub started_ms: i64,
     /// 0 while running.
     pub ended_ms: i64,
-    /// sandboxd's status of the check (`exited`, `timed-out`, `denied`, …); empty: no check.
-    pub check_status: String,
+    /// sandboxd's status of the check; none: no check ran.
+    pub check_status: Opt<ExecStatus>,
     pub check_code: i32,
     /// The warden's rule when the check was refused.
     pub check_rule: String,
     /// The agent session; empty when the agent did not wake.
     pub session: String,
-    /// `running`, `finished`, `failed`, `timed-out`, `skipped-by-check`, `check-denied`,
-    /// `check-failed`, `missed`, `skipped`, `interrupted`, `max-turns`, `cancelled`,
-    /// `waiting` or `would-run`/`would-skip` (dry runs).
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// Why, in words, when there is more to say than the outcome.
     pub reason: String,
     pub input_tokens: u64,
@@ -105,8 +103,7 @@ pub struct ChannelSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ChannelInfo {
     pub spec: ChannelSpec,
-    /// A value of [`channel_state`].
-    pub state: String,
+    pub state: ChannelState,
     /// The last error, when there is one.
     pub error: String,
     /// Unix milliseconds of the last change of `state`.
@@ -117,30 +114,90 @@ pub struct ChannelInfo {
     pub connections: u32,
 }
 
-/// The values of [`ChannelInfo::state`].
-pub mod channel_state {
-    /// Waiting for the tokens, for the service, or for the first `hello`.
-    pub const CONNECTING: &str = "connecting";
-    /// The service said `hello` on the live connection.
-    pub const CONNECTED: &str = "connected";
-    /// The connection failed or dropped; it is being opened again.
-    pub const RECONNECTING: &str = "reconnecting";
-    /// It cannot run (tokens missing or refused); `error` says why.
-    pub const FAILED: &str = "failed";
+wire_enum! {
+    /// Where a schedule came from ([`ScheduleInfo::source`]).
+    #[derive(Default)]
+    pub enum ScheduleSource ("schedule source") {
+        /// `autopilot.toml`.
+        #[default]
+        File = "file",
+        /// `stakpak autopilot schedule add` (`AddSchedule`).
+        Cli = "cli",
+    }
 }
 
-/// The values of [`RunInfo::outcome`].
-pub mod run_outcome {
-    pub const RUNNING: &str = "running";
-    pub const FINISHED: &str = "finished";
-    pub const FAILED: &str = "failed";
-    pub const TIMED_OUT: &str = "timed-out";
-    pub const SKIPPED_BY_CHECK: &str = "skipped-by-check";
-    pub const CHECK_DENIED: &str = "check-denied";
-    pub const CHECK_FAILED: &str = "check-failed";
-    pub const MISSED: &str = "missed";
-    pub const SKIPPED: &str = "skipped";
-    pub const INTERRUPTED: &str = "interrupted";
-    pub const WOULD_RUN: &str = "would-run";
-    pub const WOULD_SKIP: &str = "would-skip";
+wire_enum! {
+    /// What started a run ([`RunInfo::trigger`]).
+    #[derive(Default)]
+    pub enum RunTrigger ("run trigger") {
+        /// Its due time came.
+        #[default]
+        Schedule = "schedule",
+        /// A due time passed while schedd was down and the schedule catches up.
+        CatchUp = "catch-up",
+        /// `Trigger`.
+        Manual = "manual",
+        /// `Trigger` with `dry_run`: the check only.
+        DryRun = "dry-run",
+    }
+}
+
+wire_enum! {
+    /// How a run ended, or that it runs ([`RunInfo::outcome`]); a run whose session stopped
+    /// has the session's state.
+    #[derive(Default)]
+    pub enum RunOutcome ("run outcome") {
+        #[default]
+        Running = "running",
+        Finished = "finished",
+        Failed = "failed",
+        TimedOut = "timed-out",
+        SkippedByCheck = "skipped-by-check",
+        CheckDenied = "check-denied",
+        CheckFailed = "check-failed",
+        /// A due time passed while schedd was down, without catch-up.
+        Missed = "missed",
+        /// The previous run of the schedule was still going.
+        Skipped = "skipped",
+        Interrupted = "interrupted",
+        WouldRun = "would-run",
+        WouldSkip = "would-skip",
+        MaxTurns = "max-turns",
+        Cancelled = "cancelled",
+        Paused = "paused",
+        WaitingUser = "waiting-user",
+        WaitingApproval = "waiting-approval",
+    }
+}
+
+impl From<SessionState> for RunOutcome {
+    fn from(state: SessionState) -> Self {
+        match state {
+            SessionState::Running => RunOutcome::Running,
+            SessionState::WaitingApproval => RunOutcome::WaitingApproval,
+            SessionState::Paused => RunOutcome::Paused,
+            SessionState::WaitingUser => RunOutcome::WaitingUser,
+            SessionState::Finished => RunOutcome::Finished,
+            SessionState::MaxTurns => RunOutcome::MaxTurns,
+            SessionState::Cancelled => RunOutcome::Cancelled,
+            SessionState::Failed => RunOutcome::Failed,
+            SessionState::Interrupted => RunOutcome::Interrupted,
+        }
+    }
+}
+
+wire_enum! {
+    /// How a channel's connection is doing ([`ChannelInfo::state`]).
+    #[derive(Default)]
+    pub enum ChannelState ("channel state") {
+        /// Waiting for the tokens, for the service, or for the first `hello`.
+        #[default]
+        Connecting = "connecting",
+        /// The service said `hello` on the live connection.
+        Connected = "connected",
+        /// The connection failed or dropped; it is being opened again.
+        Reconnecting = "reconnecting",
+        /// It cannot run (tokens missing or refused); `error` says why.
+        Failed = "failed",
+    }
 }

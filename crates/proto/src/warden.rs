@@ -3,12 +3,46 @@
 use serde::{Deserialize, Serialize};
 use zbus::Type;
 
+use crate::wire::wire_enum;
+
+wire_enum! {
+    /// The warden's verdict on an action.
+    pub enum Decision ("decision") {
+        Allow = "allow",
+        /// A human decides.
+        Ask = "ask",
+        Deny = "deny",
+    }
+}
+
+wire_enum! {
+    /// What [`CheckRequest::subject`] is.
+    pub enum CheckKind ("check kind") {
+        /// A shell command line.
+        Command = "command",
+        /// A file path about to be written.
+        Write = "write",
+        /// A file path about to be removed.
+        Delete = "delete",
+        /// An HTTP request, judged by the packs' `[[request]]` rules.
+        Request = "request",
+    }
+}
+
+wire_enum! {
+    /// Why a request is in the egress log ([`RequestLogEntry::outcome`]).
+    #[derive(Default)]
+    pub enum RequestOutcome ("request outcome") {
+        #[default]
+        Blocked = "blocked",
+        Inspected = "inspected",
+    }
+}
+
 /// What the warden is asked to judge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct CheckRequest {
-    /// `command` (a shell command line), `write` or `delete` (a file path), or `request`
-    /// (an HTTP request, judged by the packs' `[[request]]` rules).
-    pub kind: String,
+    pub kind: CheckKind,
     /// The command line, the path, or the request in the packs' example form (`METHOD
     /// URL`, header lines, a blank line, the body).
     pub subject: String,
@@ -21,7 +55,7 @@ pub struct CheckRequest {
 pub struct CheckMatch {
     pub rule: String,
     pub pack: String,
-    pub decision: String,
+    pub decision: Decision,
     pub reason: String,
     pub action: String,
 }
@@ -29,8 +63,7 @@ pub struct CheckMatch {
 /// The warden's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct CheckReply {
-    /// `allow`, `ask` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     /// The deciding rule; empty when no rule matched and the default applied.
     pub rule: String,
     pub reason: String,
@@ -39,9 +72,6 @@ pub struct CheckReply {
     /// Every rule that matched, strictest first.
     pub matches: Vec<CheckMatch>,
 }
-
-/// The kinds `CheckRequest.kind` accepts.
-pub const CHECK_KINDS: [&str; 4] = ["command", "write", "delete", "request"];
 
 /// `ProxyInfo()`: where the egress proxy listens and the CA that sandboxes trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -75,9 +105,9 @@ pub struct RequestLogEntry {
     pub seq: u64,
     /// Unix milliseconds.
     pub ts_ms: i64,
-    /// `blocked` or `inspected`.
-    pub outcome: String,
-    pub decision: String,
+    pub outcome: RequestOutcome,
+    /// The verdict; none for a connection refused before any rule was asked.
+    pub decision: crate::wire::Opt<Decision>,
     pub rule: String,
     pub reason: String,
     pub method: String,

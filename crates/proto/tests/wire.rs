@@ -5,11 +5,13 @@
 
 use std::os::unix::net::UnixStream;
 
+use stakpak_proto::zbus::Type;
 use stakpak_proto::{
-    Caller, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Detection, Error,
-    ProxyInfo, RedactReply, RequestLogEntry, RequestLogQuery, ResolveReply, ResolveRequest,
-    SecretInfo, SecretsHandler, SecretsInterface, SecretsProxy, SetRequest, WardenHandler,
-    WardenInterface, WardenProxy, zbus,
+    Backend, Caller, CheckKind, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonState,
+    DaemonStatus, Decision, Detection, Error, ExecRequest, LandlockStatus, MessageInfo,
+    NetworkMode, Opt, ProxyInfo, RedactReply, RequestLogEntry, RequestLogQuery, RequestOutcome,
+    ResolveReply, ResolveRequest, SecretInfo, SecretsHandler, SecretsInterface, SecretsProxy,
+    SetRequest, ToolCallInfo, WardenHandler, WardenInterface, WardenProxy, zbus,
 };
 
 struct Fixed {
@@ -22,8 +24,8 @@ fn sample() -> DaemonStatus {
         version: "1.2.3".into(),
         pid: 4242,
         uptime_ms: 987_654_321_000,
-        state: "running".into(),
-        landlock: "enforced".into(),
+        state: DaemonState::Running,
+        landlock: LandlockStatus::Enforced,
         landlock_abi: 7,
         config_file: "/etc/stakpak/warden.toml".into(),
     }
@@ -47,21 +49,21 @@ impl DaemonControl for Fixed {
 
 impl WardenHandler for Fixed {
     async fn check(&self, request: CheckRequest, _caller: String) -> Result<CheckReply, Error> {
-        if request.kind != "command" {
+        if request.kind != CheckKind::Command {
             return Err(Error::InvalidArgument(format!(
-                "unknown kind `{}`",
+                "kind `{}` is not judged here",
                 request.kind
             )));
         }
         Ok(CheckReply {
-            decision: "deny".into(),
+            decision: Decision::Deny,
             rule: "test.rule".into(),
             reason: "a test".into(),
             action: request.subject,
             matches: vec![CheckMatch {
                 rule: "test.rule".into(),
                 pack: "test".into(),
-                decision: "deny".into(),
+                decision: Decision::Deny,
                 reason: "a test".into(),
                 action: "rm -r /".into(),
             }],
@@ -81,11 +83,11 @@ impl WardenHandler for Fixed {
         Ok(vec![RequestLogEntry {
             seq: u64::from(query.limit),
             outcome: if query.blocked_only {
-                "blocked"
+                RequestOutcome::Blocked
             } else {
-                "inspected"
-            }
-            .into(),
+                RequestOutcome::Inspected
+            },
+            decision: Decision::Deny.into(),
             port: 6443,
             status: 403,
             detail: if query.detailed { "{}" } else { "" }.into(),
@@ -161,7 +163,7 @@ async fn check_round_trips_whole() {
     let warden = proxy(&client).await;
     let reply = warden
         .check(CheckRequest {
-            kind: "command".into(),
+            kind: CheckKind::Command,
             subject: "rm -rf /".into(),
             session: "s1".into(),
         })
@@ -169,15 +171,63 @@ async fn check_round_trips_whole() {
         .unwrap();
     assert_eq!(reply.action, "rm -rf /");
     assert_eq!(reply.matches.len(), 1);
+    assert_eq!(reply.decision, Decision::Deny);
     let err = warden
         .check(CheckRequest {
-            kind: "chmod".into(),
+            kind: CheckKind::Write,
             subject: "x".into(),
             session: String::new(),
         })
         .await
         .unwrap_err();
-    assert_eq!(err, Error::InvalidArgument("unknown kind `chmod`".into()));
+    assert_eq!(
+        err,
+        Error::InvalidArgument("kind `write` is not judged here".into())
+    );
+    // A kind that is none of the enum's names never reaches the handler; the caller is told
+    // which value was wrong and what is accepted.
+    let reply = client
+        .call_method(
+            None::<&str>,
+            "/dev/stakpak/Warden1",
+            Some("dev.stakpak.Warden1"),
+            "Check",
+            &(("chmod", "x", ""),),
+        )
+        .await
+        .unwrap_err();
+    match reply {
+        zbus::Error::FDO(e) => assert_eq!(
+            *e,
+            zbus::fdo::Error::InvalidArgs(
+                "unknown check kind `chmod` (expected one of: command, write, delete, request)"
+                    .into()
+            )
+        ),
+        other => panic!("expected InvalidArgs, got {other:?}"),
+    }
+}
+
+#[test]
+fn enums_travel_as_the_names_they_always_had() {
+    let ctxt = zbus::wire::serialized::Context::new(zbus::wire::LE, 0);
+    let req = ExecRequest {
+        network: NetworkMode::Proxied.into(),
+        ..ExecRequest::default()
+    };
+    let bytes = zbus::wire::to_bytes(ctxt, &req).unwrap();
+    let (back, _): (ExecRequest, _) = bytes.deserialize().unwrap();
+    assert_eq!(back, req);
+    // The empty string is "none" / "the default".
+    let bytes = zbus::wire::to_bytes(ctxt, &("", "docker")).unwrap();
+    let (pair, _): ((Opt<NetworkMode>, Opt<Backend>), _) = bytes.deserialize().unwrap();
+    assert_eq!(pair, (Opt::NONE, Backend::Docker.into()));
+    let json: serde_json::Value = serde_json::to_value(ToolCallInfo::default()).unwrap();
+    assert_eq!(json["decision"], "");
+    assert_eq!(json["state"], "waiting-approval");
+    assert_eq!(<Opt<Decision>>::SIGNATURE.to_string(), "s");
+    assert_eq!(ToolCallInfo::SIGNATURE.to_string(), "(ssussssssssb)");
+    assert_eq!(MessageInfo::SIGNATURE.to_string(), "(ssasx)");
 }
 
 /// Answers every `Secrets1` call with something built from its arguments.
@@ -486,7 +536,8 @@ async fn proxy_info_and_request_log_round_trip() {
         warden.request_log(query).await.unwrap(),
         vec![RequestLogEntry {
             seq: 7,
-            outcome: "blocked".into(),
+            outcome: RequestOutcome::Blocked,
+            decision: Decision::Deny.into(),
             port: 6443,
             status: 403,
             detail: "{}".into(),
