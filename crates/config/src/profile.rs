@@ -42,8 +42,33 @@ const RUN_COMMAND: &str = "run_command";
 pub const SAMPLE: &str = include_str!("sample.toml");
 
 /// The wire protocol a provider speaks (`type = "custom"` speaks OpenAI's), as the LLM
-/// clients name it.
-pub use stakpak_llm::ProviderKind;
+/// clients name it. Defined here rather than in stakpak-llm so that reading the
+/// configuration never links the HTTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// `POST {base_url}/chat/completions`: OpenAI, Ollama, vLLM, LM Studio, OpenRouter.
+    OpenAi,
+    /// `POST {base_url}/messages`: the Anthropic Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The provider's public endpoint.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+        }
+    }
+
+    /// The path below the base URL that one chat turn is posted to.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "/chat/completions",
+            ProviderKind::Anthropic => "/messages",
+        }
+    }
+}
 
 /// The `type` of a provider entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

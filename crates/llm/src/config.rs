@@ -3,32 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// `POST {base_url}/chat/completions`: OpenAI, Ollama, vLLM, LM Studio, OpenRouter.
-    OpenAi,
-    /// `POST {base_url}/messages`: the Anthropic Messages API.
-    Anthropic,
-}
-
-impl ProviderKind {
-    /// The provider's public endpoint.
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "https://api.openai.com/v1",
-            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
-        }
-    }
-
-    /// The path below the base URL that one chat turn is posted to.
-    pub fn endpoint(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "/chat/completions",
-            ProviderKind::Anthropic => "/messages",
-        }
-    }
-}
+/// The wire format a provider speaks. It is plain data that lives with the configuration,
+/// so reading `config.toml` (schedd, the CLI) does not bring in the HTTP client.
+pub use stakpak_config::ProviderKind;
 
 /// How to reach one provider. `Debug` never shows the API key.
 #[derive(Clone, PartialEq, Eq)]
