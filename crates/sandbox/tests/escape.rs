@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, SandboxError};
 
+mod support;
+
 const NOBODY: (u32, u32) = (65534, 65534);
 /// A uid no other test runs as, so counting its processes is not disturbed by them.
 const BOMBER: (u32, u32) = (65533, 65533);
@@ -55,7 +57,7 @@ impl Fixture {
         cgroup: Option<TestCgroup>,
     ) -> Self {
         require_root();
-        let base = base_dir();
+        let base = support::test_dir();
         for d in ["workspace", "tmp"] {
             fs::create_dir(base.path().join(d)).unwrap();
         }
@@ -203,14 +205,6 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Not below /tmp: the child's /tmp is its private tmp, so host paths there are hidden.
-/// Mode 0755, so that the run-as user reaches the workspace below it.
-fn base_dir() -> tempfile::TempDir {
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    base
-}
-
 fn path_env() -> BTreeMap<String, String> {
     BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())])
 }
@@ -226,7 +220,7 @@ fn helper() -> &'static Path {
     HELPER.get_or_init(|| {
         // Shared by every run of these tests; each process builds its own copy and renames
         // it into place, so concurrent runs never see a half-written file.
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("escape-helper");
+        let dir = support::root().join("escape-helper");
         fs::create_dir_all(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         let pid = std::process::id();
@@ -511,7 +505,7 @@ fn network_host_has_tcp() {
 #[test]
 fn network_proxied_reaches_only_the_proxy() {
     require_root();
-    let base = base_dir();
+    let base = support::test_dir();
     for d in ["workspace", "tmp"] {
         fs::create_dir(base.path().join(d)).unwrap();
     }
@@ -990,7 +984,7 @@ fn restrict_like_sandboxd(dir: &Path) {
 #[test]
 fn pid_namespace_and_seccomp_hold_under_a_landlock_restricted_caller() {
     require_root();
-    let base = base_dir();
+    let base = support::test_dir();
     for d in ["workspace", "tmp"] {
         fs::create_dir(base.path().join(d)).unwrap();
     }
@@ -1137,7 +1131,7 @@ fn only_stdio_is_inherited() {
 
 #[test]
 fn bad_configs_and_commands_are_refused() {
-    let base = base_dir();
+    let base = support::test_dir();
     let err = Sandbox::new(SandboxConfig {
         workspace: PathBuf::from("relative"),
         tmp: base.path().to_path_buf(),
@@ -1177,7 +1171,7 @@ fn bad_configs_and_commands_are_refused() {
 #[test]
 fn output_past_the_cap_is_counted_not_kept() {
     require_root();
-    let base = base_dir();
+    let base = support::test_dir();
     fs::create_dir(base.path().join("w")).unwrap();
     fs::create_dir(base.path().join("t")).unwrap();
     let sandbox = Sandbox::new(SandboxConfig {

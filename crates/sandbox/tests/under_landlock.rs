@@ -12,6 +12,8 @@ use landlock::{
 };
 use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, SandboxError};
 
+mod support;
+
 /// Restricts the calling thread like sandboxd: read everywhere, write below `dir`, `/proc`
 /// (for the child's uid_map) and `/dev/null`.
 fn restrict_like_sandboxd(dir: &Path) {
@@ -58,7 +60,8 @@ fn config(base: &Path, bind_tmp: bool) -> SandboxConfig {
 
 #[test]
 fn private_tmp_mount_is_refused_under_landlock_and_tmpdir_works() {
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Not below /tmp: the bound run would refuse the workspace before trying the mount.
+    let base = support::test_dir();
     for d in ["workspace", "tmp"] {
         std::fs::create_dir(base.path().join(d)).unwrap();
     }
