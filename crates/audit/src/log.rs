@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
+use stakpak_sqlite::{MigrateError, Migrations, Step};
 
 use crate::canonical;
 use crate::chain::{GENESIS_HASH, Hashed};
 
 /// The schema this build writes and reads, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.latest();
 
 /// How long a writer waits for another connection's write transaction before giving up.
 /// Appends are one small insert each, so waiting this long means something is stuck.
@@ -54,6 +55,10 @@ BEGIN
     SELECT RAISE(ABORT, 'audit rows are appended in sequence, chained to the last hash');
 END;
 ";
+
+/// Version 1 is the schema above; the log kept its version from the start, so a file at 0
+/// is a new one.
+const MIGRATIONS: Migrations = Migrations::new(&[Step::Sql(SCHEMA)]);
 
 const COLUMNS: &str = "seq, ts_ms, source, kind, fields, prev_hash, hash";
 
@@ -150,6 +155,8 @@ pub enum AuditError {
         found: i64,
         known: i64,
     },
+    #[error("audit database {0}")]
+    Schema(MigrateError),
     #[error("audit database {path}: journal mode is {mode}, expected wal")]
     NotWal { path: PathBuf, mode: String },
     #[error("audit database {path}: entry has an empty {what}")]
@@ -268,32 +275,19 @@ impl AuditLog {
     }
 
     fn create_schema(&mut self) -> Result<(), AuditError> {
-        let err = sqlite_error(&self.path);
-        // IMMEDIATE so that two processes opening a new file at once do not both see
-        // version 0 and both try to create the table.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(&err)?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA).map_err(&err)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(&err)?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(AuditError::NewerSchema {
-                    path: self.path.clone(),
-                    found,
-                    known: SCHEMA_VERSION,
-                });
-            }
+        // Each step runs in a `BEGIN IMMEDIATE` transaction, so two processes opening a new
+        // file at once do not both see version 0 and both try to create the table.
+        match MIGRATIONS.apply(&mut self.conn, &self.path) {
+            Ok(_) => Ok(()),
+            Err(MigrateError::Newer { found, known, .. }) => Err(AuditError::NewerSchema {
+                path: self.path.clone(),
+                found,
+                known,
+            }),
+            // Kept apart so that `open` retries a file that another process holds busy.
+            Err(MigrateError::Sqlite { source, .. }) => Err(sqlite_error(&self.path)(source)),
+            Err(e) => Err(AuditError::Schema(e)),
         }
-        tx.commit().map_err(&err)
     }
 
     /// The file this log was opened from.
