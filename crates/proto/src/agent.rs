@@ -126,6 +126,8 @@ wire_enum! {
     /// Where a tool call is ([`ToolCallInfo::state`]).
     #[derive(Default)]
     pub enum ToolCallState ("tool call state") {
+        /// The model asked for it; not judged yet.
+        Proposed = "proposed",
         #[default]
         WaitingApproval = "waiting-approval",
         Approved = "approved",
