@@ -10,7 +10,7 @@
 use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use stakpak_proto::ChangeInfo;
+use stakpak_proto::{ChangeInfo, ChangeKind};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -90,7 +90,11 @@ impl Change {
         ChangeInfo {
             id: self.id.clone(),
             session: self.session.clone(),
-            kind: self.kind.as_str().into(),
+            kind: match self.kind {
+                Kind::Create => ChangeKind::Create,
+                Kind::Edit => ChangeKind::Edit,
+                Kind::Remove => ChangeKind::Remove,
+            },
             path: self.path.clone(),
             created_ms: self.created_ms,
             reverted_ms: self.reverted_ms,

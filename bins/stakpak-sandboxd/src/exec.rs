@@ -21,7 +21,10 @@ use std::{
 
 use serde_json::{Value, json};
 use stakpak_audit::Recorder;
-use stakpak_proto::{Caller, CheckReply, Error, ExecReply, ExecRequest, SecretsProxy, exec_status};
+use stakpak_proto::{
+    Backend as WireBackend, Caller, CheckKind, CheckReply, Decision, Error, ExecReply, ExecRequest,
+    ExecStatus, NetworkMode, SecretsProxy,
+};
 use stakpak_sandbox::{
     Command, ExitKind, Limits, Network, ProxyRelay, Sandbox, SandboxConfig, Stream,
 };
@@ -213,7 +216,7 @@ impl Executor {
         // (a) The warden's verdict; anything but a clear `allow` refuses.
         let verdict = match peers::warden_allows(
             connection,
-            "command",
+            CheckKind::Command,
             &request.command,
             &checked.session,
             ms(config.exec.warden_timeout_ms),
@@ -222,7 +225,7 @@ impl Executor {
         {
             Ok(v) => v,
             Err(r) => {
-                let reply = denied(&exec_id, &r.decision, &r.rule, r.reason);
+                let reply = denied(&exec_id, r.decision, &r.rule, r.reason);
                 self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
                 return Ok(Prep::Refused(reply));
             }
@@ -246,7 +249,7 @@ impl Executor {
         let (egress, container_egress) = match (checked.backend, found) {
             (Backend::Local, Some(Ok(e))) => (Some(e), None),
             (Backend::Local, Some(Err(reason))) => {
-                let reply = denied(&exec_id, "deny", RULE_PROXY_UNAVAILABLE, reason);
+                let reply = denied(&exec_id, Decision::Deny, RULE_PROXY_UNAVAILABLE, reason);
                 self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
                 return Ok(Prep::Refused(reply));
             }
@@ -381,8 +384,7 @@ impl Executor {
         verdict: &CheckReply,
         reason: String,
     ) -> Prep {
-        let mut reply = denied(exec_id, &verdict.decision, RULE_SECRETD_UNAVAILABLE, reason);
-        reply.decision = verdict.decision.clone();
+        let reply = denied(exec_id, verdict.decision, RULE_SECRETD_UNAVAILABLE, reason);
         self.record(exec_id, &checked.session, &request.command, audit, &reply);
         Prep::Refused(reply)
     }
@@ -433,9 +435,9 @@ impl Executor {
             Ok(outcome) => outcome,
             Err(e) => {
                 let reply = ExecReply {
-                    status: exec_status::FAILED.into(),
+                    status: ExecStatus::Failed,
                     reason: error_message(&e),
-                    decision: verdict.decision,
+                    decision: verdict.decision.into(),
                     rule: verdict.rule,
                     exec_id: exec_id.clone(),
                     ..ExecReply::default()
@@ -445,15 +447,15 @@ impl Executor {
             }
         };
         let (status, code) = match outcome.status {
-            ExitKind::Exited(c) => (exec_status::EXITED, c),
-            ExitKind::Signaled(s) => (exec_status::SIGNALED, s),
-            ExitKind::TimedOut => (exec_status::TIMED_OUT, 0),
-            ExitKind::Cancelled => (exec_status::CANCELLED, 0),
+            ExitKind::Exited(c) => (ExecStatus::Exited, c),
+            ExitKind::Signaled(s) => (ExecStatus::Signaled, s),
+            ExitKind::TimedOut => (ExecStatus::TimedOut, 0),
+            ExitKind::Cancelled => (ExecStatus::Cancelled, 0),
         };
         let mut reply = ExecReply {
-            status: status.into(),
+            status,
             code,
-            decision: verdict.decision,
+            decision: verdict.decision.into(),
             rule: verdict.rule,
             reason: verdict.reason,
             exec_id: exec_id.clone(),
@@ -505,7 +507,7 @@ impl Executor {
             task = audit.task,
             "exec"
         );
-        if reply.status == exec_status::FAILED || reply.reason.starts_with("output withheld") {
+        if reply.status == ExecStatus::Failed || reply.reason.starts_with("output withheld") {
             warn!(exec_id = %exec_id, reason = %reply.reason, "exec did not complete normally");
         }
         let fields: BTreeMap<String, Value> = [
@@ -528,9 +530,9 @@ impl Executor {
     }
 }
 
-fn denied(exec_id: &str, decision: &str, rule: &str, reason: String) -> ExecReply {
+fn denied(exec_id: &str, decision: Decision, rule: &str, reason: String) -> ExecReply {
     ExecReply {
-        status: exec_status::DENIED.into(),
+        status: ExecStatus::Denied,
         decision: decision.into(),
         rule: rule.into(),
         reason,
@@ -610,15 +612,17 @@ fn check_docker_request(request: &ExecRequest, config: &SandboxdConfig) -> Resul
         ));
     };
     let network = docker.network.as_str();
-    match request.network.as_str() {
-        "" => {}
-        asked if asked == network => {}
-        asked @ ("none" | "host" | "bridge") => {
+    match request.network.get() {
+        None => {}
+        Some(asked) if asked.as_str() == network => {}
+        Some(asked @ (NetworkMode::None | NetworkMode::Host | NetworkMode::Bridge)) => {
+            let asked = asked.as_str();
             return Err(Error::InvalidArgument(format!(
                 "network {asked:?} cannot be had with the docker backend, whose containers have network {network:?} (docker.network); ask for {network:?} or leave network empty"
             )));
         }
-        other => {
+        Some(other) => {
+            let other = other.as_str();
             return Err(Error::InvalidArgument(format!(
                 "network {other:?} is not one of none, host, bridge"
             )));
@@ -666,27 +670,23 @@ fn check_request(
         }
         Some(rel)
     };
-    let backend = match request.backend.as_str() {
-        "" => config.exec.backend,
-        "local" => Backend::Local,
-        "docker" => Backend::Docker,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "backend {other:?} is not one of local, docker"
-            )));
-        }
+    let backend = match request.backend.get() {
+        None => config.exec.backend,
+        Some(WireBackend::Local) => Backend::Local,
+        Some(WireBackend::Docker) => Backend::Docker,
     };
     let network = match backend {
-        Backend::Local => match request.network.as_str() {
-            "" => match config.exec.network {
+        Backend::Local => match request.network.get() {
+            None => match config.exec.network {
                 LocalNetwork::Proxied => Network::Proxied,
                 LocalNetwork::None => Network::None,
                 LocalNetwork::Host => Network::Host,
             },
-            "proxied" => Network::Proxied,
-            "none" => Network::None,
-            "host" => Network::Host,
-            other => {
+            Some(NetworkMode::Proxied) => Network::Proxied,
+            Some(NetworkMode::None) => Network::None,
+            Some(NetworkMode::Host) => Network::Host,
+            Some(other) => {
+                let other = other.as_str();
                 return Err(Error::InvalidArgument(format!(
                     "network {other:?} is not one of proxied, none, host"
                 )));
@@ -739,7 +739,7 @@ mod tests {
             command: "true".into(),
             workdir: workdir.into(),
             timeout_ms,
-            network: network.into(),
+            network: network.parse().unwrap(),
             ..ExecRequest::default()
         }
     }
@@ -756,7 +756,7 @@ mod tests {
     #[test]
     fn docker_requests() {
         let docker = |network: &str, session: &str| ExecRequest {
-            backend: "docker".into(),
+            backend: WireBackend::Docker.into(),
             ..req(session, "", network, 0)
         };
         let local = SandboxdConfig::default();
@@ -775,7 +775,6 @@ mod tests {
         for (request, needle) in [
             (docker("none", "s"), "containers have network \"bridge\""),
             (docker("host", "s"), "containers have network \"bridge\""),
-            (docker("wifi", "s"), "not one of none, host, bridge"),
             (docker("", "_s"), "must start with a letter or digit"),
         ] {
             let err = check_request(&request, &config, false).unwrap_err();
@@ -799,7 +798,7 @@ mod tests {
             Backend::Docker
         );
         let local = ExecRequest {
-            backend: "local".into(),
+            backend: WireBackend::Local.into(),
             ..req("s", "", "bridge", 0)
         };
         assert!(check_request(&local, &config, false).is_err());
@@ -830,10 +829,6 @@ mod tests {
             req("s", "", "bridge", 0),
             req("s", "", "", u64::MAX),
             req("../s", "", "", 0),
-            ExecRequest {
-                backend: "vm".into(),
-                ..req("s", "", "", 0)
-            },
             ExecRequest {
                 env: HashMap::from([("LD_PRELOAD".into(), "/x.so".into())]),
                 ..req("s", "", "", 0)

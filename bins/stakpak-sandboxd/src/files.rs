@@ -43,7 +43,9 @@ use rustix::{
     io::Errno,
 };
 use sha2::{Digest, Sha256};
-use stakpak_proto::{Caller, ChangeInfo, Error, SecretsProxy, ViewReply, ViewRequest, zbus};
+use stakpak_proto::{
+    Caller, ChangeInfo, CheckKind, Error, SecretsProxy, ViewKind, ViewReply, ViewRequest, zbus,
+};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -187,7 +189,7 @@ impl Files {
             }
             let page = view::cap_lines(&text, max_bytes);
             return Ok(ViewReply {
-                kind: "grep".into(),
+                kind: ViewKind::Grep,
                 content: page.content,
                 truncated: truncated || page.truncated,
                 total,
@@ -210,7 +212,7 @@ impl Files {
             let redacted = redact(tree.content).await?;
             let page = view::cap_lines(&redacted, max_bytes);
             return Ok(ViewReply {
-                kind: "dir".into(),
+                kind: ViewKind::Dir,
                 content: page.content,
                 truncated: tree.truncated || page.truncated,
                 total: tree.entries,
@@ -239,7 +241,7 @@ impl Files {
         })
         .await?;
         let binary = |len: u64| ViewReply {
-            kind: "file".into(),
+            kind: ViewKind::File,
             content: format!("{}: binary file of {len} bytes, not shown\n", opened.rel),
             truncated: false,
             total: 0,
@@ -260,7 +262,7 @@ impl Files {
                 let page =
                     view::number_lines(redacted.lines().skip(skip).take(count), first, max_bytes);
                 Ok(ViewReply {
-                    kind: "file".into(),
+                    kind: ViewKind::File,
                     content: page.content,
                     truncated: page.truncated,
                     total,
@@ -272,7 +274,7 @@ impl Files {
                 let redacted = redact(text).await?;
                 let page = view::number_lines(redacted.lines(), first, max_bytes);
                 Ok(ViewReply {
-                    kind: "file".into(),
+                    kind: ViewKind::File,
                     content: page.content,
                     truncated: page.truncated || cut,
                     total,
@@ -291,7 +293,7 @@ impl Files {
         check_session(&session)?;
         let config = self.config();
         let judged = self
-            .judge(&config, caller, "write", &session, &path)
+            .judge(&config, caller, CheckKind::Write, &session, &path)
             .await?;
         let summary_of = (content.len(), content.lines().count());
         let resolved = resolve(&caller.connection, &session, content, &config).await?;
@@ -321,7 +323,7 @@ impl Files {
         }
         let config = self.config();
         let judged = self
-            .judge(&config, caller, "write", &session, &path)
+            .judge(&config, caller, CheckKind::Write, &session, &path)
             .await?;
         let lines = (old.lines().count().max(1), new.lines().count());
         let old = resolve(&caller.connection, &session, old, &config).await?;
@@ -354,7 +356,7 @@ impl Files {
         check_session(&session)?;
         let config = self.config();
         let judged = self
-            .judge(&config, caller, "delete", &session, &path)
+            .judge(&config, caller, CheckKind::Delete, &session, &path)
             .await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
@@ -396,7 +398,13 @@ impl Files {
         }
         let config = self.config();
         let judged = self
-            .judge(&config, caller, "write", &change.session, &change.path)
+            .judge(
+                &config,
+                caller,
+                CheckKind::Write,
+                &change.session,
+                &change.path,
+            )
             .await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
@@ -418,7 +426,7 @@ impl Files {
         &self,
         config: &SandboxdConfig,
         caller: &Caller,
-        kind: &str,
+        kind: CheckKind,
         session: &str,
         path: &str,
     ) -> Result<String, Error> {
@@ -430,7 +438,11 @@ impl Files {
             Ok(_) => Ok(host),
             Err(refusal) => Err(Error::PermissionDenied(format!(
                 "the warden refused to {} {host} ({}, rule {}): {}",
-                if kind == "delete" { "delete" } else { "write" },
+                if kind == CheckKind::Delete {
+                    "delete"
+                } else {
+                    "write"
+                },
                 refusal.decision,
                 refusal.rule,
                 refusal.reason

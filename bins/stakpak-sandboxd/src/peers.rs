@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use stakpak_proto::{CheckReply, CheckRequest, Error, SecretsProxy, WardenProxy, zbus};
+use stakpak_proto::{
+    CheckKind, CheckReply, CheckRequest, Decision, Error, SecretsProxy, WardenProxy, zbus,
+};
 
 /// Rule id of a refusal because the warden gave no verdict.
 pub const RULE_WARDEN_UNAVAILABLE: &str = "sandboxd.warden-unavailable";
@@ -14,16 +16,16 @@ pub const RULE_ASK_UNSUPPORTED: &str = "sandboxd.ask-unsupported";
 /// A refusal: the decision, the rule and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
-    pub decision: String,
+    pub decision: Decision,
     pub rule: String,
     pub reason: String,
 }
 
 /// Asks the warden about one action. `Ok` only for a clear `allow`; everything else (deny,
-/// ask, no answer, an unknown decision) is a [`Refusal`].
+/// ask, no answer, an answer that does not decode) is a [`Refusal`].
 pub(crate) async fn warden_allows(
     connection: &zbus::Connection,
-    kind: &str,
+    kind: CheckKind,
     subject: &str,
     session: &str,
     timeout: Duration,
@@ -32,7 +34,7 @@ pub(crate) async fn warden_allows(
         let warden = WardenProxy::new(connection).await.map_err(Error::from)?;
         warden
             .check(CheckRequest {
-                kind: kind.into(),
+                kind,
                 subject: subject.into(),
                 session: session.into(),
             })
@@ -43,14 +45,14 @@ pub(crate) async fn warden_allows(
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             return Err(Refusal {
-                decision: "deny".into(),
+                decision: Decision::Deny,
                 rule: RULE_WARDEN_UNAVAILABLE.into(),
                 reason: format!("the warden gave no verdict ({e}); nothing runs without one"),
             });
         }
         Err(_) => {
             return Err(Refusal {
-                decision: "deny".into(),
+                decision: Decision::Deny,
                 rule: RULE_WARDEN_UNAVAILABLE.into(),
                 reason: format!(
                     "the warden did not answer within {} ms; nothing runs without a verdict",
@@ -59,10 +61,10 @@ pub(crate) async fn warden_allows(
             });
         }
     };
-    match verdict.decision.as_str() {
-        "allow" => Ok(verdict),
-        "ask" => Err(Refusal {
-            decision: "ask".into(),
+    match verdict.decision {
+        Decision::Allow => Ok(verdict),
+        Decision::Ask => Err(Refusal {
+            decision: Decision::Ask,
             rule: if verdict.rule.is_empty() {
                 RULE_ASK_UNSUPPORTED.into()
             } else {
@@ -74,15 +76,10 @@ pub(crate) async fn warden_allows(
                 verdict.reason
             ),
         }),
-        "deny" => Err(Refusal {
-            decision: "deny".into(),
+        Decision::Deny => Err(Refusal {
+            decision: Decision::Deny,
             rule: verdict.rule,
             reason: verdict.reason,
-        }),
-        other => Err(Refusal {
-            decision: "deny".into(),
-            rule: RULE_WARDEN_UNAVAILABLE.into(),
-            reason: format!("the warden answered an unknown decision {other:?}"),
         }),
     }
 }

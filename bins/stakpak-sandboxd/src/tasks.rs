@@ -18,7 +18,7 @@ use std::{
 };
 
 use rustix::event::{EventfdFlags, eventfd};
-use stakpak_proto::{Caller, Error, ExecRequest, TaskDetails, TaskInfo, exec_status};
+use stakpak_proto::{Caller, Error, ExecRequest, ExecStatus, TaskDetails, TaskInfo};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -99,7 +99,7 @@ impl Tasks {
             Prep::Refused(reply) => {
                 let info = TaskInfo {
                     id: reply.exec_id.clone(),
-                    state: exec_status::DENIED.into(),
+                    state: ExecStatus::Denied,
                     ended_ms: now_ms(),
                     decision: reply.decision,
                     rule: reply.rule,
@@ -131,8 +131,8 @@ impl Tasks {
         );
         let info = TaskInfo {
             id: id.clone(),
-            state: exec_status::RUNNING.into(),
-            decision: prepared.verdict.decision.clone(),
+            state: ExecStatus::Running,
+            decision: prepared.verdict.decision.into(),
             rule: prepared.verdict.rule.clone(),
             reason: prepared.verdict.reason.clone(),
             ..base
@@ -169,7 +169,7 @@ impl Tasks {
                         }
                         Err(e) => {
                             warn!(task = %id, error = %e, "background task failed");
-                            entry.info.state = exec_status::FAILED.into();
+                            entry.info.state = ExecStatus::Failed;
                             entry.info.reason = e.to_string();
                         }
                     }

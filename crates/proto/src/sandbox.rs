@@ -17,6 +17,8 @@ wire_enum! {
         Host = "host",
         /// Only the warden's egress proxy.
         Proxied = "proxied",
+        /// Docker's default bridge (the Docker backend only, when its containers have it).
+        Bridge = "bridge",
     }
 }
 
