@@ -7,15 +7,16 @@ use serde_json::{Value, json};
 use stakpak_daemon::ControlHandle;
 use stakpak_policy::{Action, Decision, Verdict};
 use stakpak_proto::{
-    CHECK_KINDS, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error,
-    ProxyInfo, RequestLogEntry, RequestLogQuery, WardenHandler,
+    CheckKind, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error, ProxyInfo,
+    RequestLogEntry, RequestLogQuery, WardenHandler,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use stakpak_audit::Recorder;
 
-use crate::WardenConfig;
+use crate::config::WardenConfig;
+use crate::wire::wire_decision;
 
 /// The longest subject a caller may send; the policy itself judges commands longer than its
 /// parser reads as `ask`, this only keeps absurd messages out.
@@ -63,22 +64,16 @@ impl Handler {
                 "session must be at most 256 printable characters".into(),
             ));
         }
-        let action = match request.kind.as_str() {
-            "command" => Action::Command(request.subject.clone()),
-            "write" => Action::Write(request.subject.clone()),
-            "delete" => Action::Delete(request.subject.clone()),
+        let action = match request.kind {
+            CheckKind::Command => Action::Command(request.subject.clone()),
+            CheckKind::Write => Action::Write(request.subject.clone()),
+            CheckKind::Delete => Action::Delete(request.subject.clone()),
             // The packs' example form: `METHOD URL`, header lines, a blank line, the body.
-            "request" => Action::Request(
+            CheckKind::Request => Action::Request(
                 stakpak_policy::HttpRequest::parse_example(&request.subject).map_err(|e| {
                     Error::InvalidArgument(format!("the request does not parse: {e}"))
                 })?,
             ),
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown kind `{other}`; expected one of {}",
-                    CHECK_KINDS.join(", ")
-                )));
-            }
         };
         // No policy means nothing may pass: fail closed.
         let policy = self
@@ -95,7 +90,7 @@ impl Handler {
         match v.decision {
             Decision::Allow => {}
             Decision::Ask => info!(
-                decision = "ask",
+                decision = v.decision.as_str(),
                 rule,
                 action = %v.action,
                 kind = %request.kind,
@@ -105,7 +100,7 @@ impl Handler {
                 v.reason
             ),
             Decision::Deny => warn!(
-                decision = "deny",
+                decision = v.decision.as_str(),
                 rule,
                 action = %v.action,
                 kind = %request.kind,
@@ -135,7 +130,7 @@ impl Handler {
 
 fn reply(v: Verdict) -> CheckReply {
     CheckReply {
-        decision: v.decision.as_str().to_string(),
+        decision: wire_decision(v.decision),
         rule: v.rule.unwrap_or_default(),
         reason: v.reason,
         action: v.action,
@@ -145,7 +140,7 @@ fn reply(v: Verdict) -> CheckReply {
             .map(|m| CheckMatch {
                 rule: m.rule,
                 pack: m.pack,
-                decision: m.decision.as_str().to_string(),
+                decision: wire_decision(m.decision),
                 reason: m.reason,
                 action: m.action,
             })

@@ -3,142 +3,24 @@
 //! the consumer of the proxy's events, which logs them, redacts detailed bodies through
 //! secretd and appends them to the audit trail. Also reads them back for `RequestLog`.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use stakpak_audit::Recorder;
 use stakpak_daemon::OwnConnection;
-use stakpak_egress::{Event, HostRules, Judge, Judgement, Outcome, RequestView, Settings};
+use stakpak_egress::{Event, Judge, Judgement, Outcome, RequestView};
 use stakpak_policy::{Action, Decision, HttpRequest, request::operation};
 use stakpak_proto::{Error, RequestLogEntry, RequestLogQuery, SecretsProxy};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
-use crate::WardenConfig;
+use crate::config::WardenConfig;
+use crate::wire::wire_decision;
 
 /// The unix socket in the runtime folder that sandboxd relays sandbox connections to.
 pub const SOCKET: &str = "proxy.sock";
 /// The CA's folder in the state folder.
 pub const CA_DIR: &str = "egress";
-
-/// The `[proxy]` section of `warden.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProxyConfig {
-    /// Run the proxy (the unix socket `<runtime>/proxy.sock`).
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Also listen on this TCP address (`127.0.0.1:3128`); read at start only.
-    #[serde(default)]
-    pub listen: Option<String>,
-    /// Host patterns a connection may reach (`HOST[:PORT]`, `*.domain`, `*`).
-    #[serde(default = "default_allow")]
-    pub allow: Vec<String>,
-    /// Host patterns refused whatever `allow` says.
-    #[serde(default)]
-    pub deny: Vec<String>,
-    /// Host patterns whose TLS is intercepted and whose requests are judged.
-    #[serde(default = "default_inspect")]
-    pub inspect: Vec<String>,
-    /// Static names: `"host"` or `"host:port"` to `"address:port"`; used before DNS.
-    #[serde(default)]
-    pub hosts: BTreeMap<String, String>,
-    /// Extra PEM files of CAs trusted for upstream TLS, relative to the configuration folder.
-    #[serde(default)]
-    pub upstream_ca: Vec<PathBuf>,
-    /// Record headers (credentials masked) and body prefixes (redacted by secretd).
-    #[serde(default)]
-    pub detail: bool,
-    /// Bytes of a request body read before judging.
-    #[serde(default = "default_body_limit")]
-    pub body_limit: usize,
-    /// Refuse names resolving to loopback, link-local or unspecified addresses.
-    #[serde(default = "yes")]
-    pub block_local: bool,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_ms: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_allow() -> Vec<String> {
-    vec!["*:443".into(), "*:80".into()]
-}
-fn default_inspect() -> Vec<String> {
-    vec!["*".into()]
-}
-fn default_body_limit() -> usize {
-    1024 * 1024
-}
-fn default_connect_timeout() -> u64 {
-    10_000
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        ProxyConfig {
-            enabled: true,
-            listen: None,
-            allow: default_allow(),
-            deny: Vec::new(),
-            inspect: default_inspect(),
-            hosts: BTreeMap::new(),
-            upstream_ca: Vec::new(),
-            detail: false,
-            body_limit: default_body_limit(),
-            block_local: true,
-            connect_timeout_ms: default_connect_timeout(),
-        }
-    }
-}
-
-impl ProxyConfig {
-    /// The proxy's settings, or a message naming the bad value.
-    pub fn settings(&self, config_dir: &Path) -> Result<Settings, String> {
-        let mut map = std::collections::HashMap::new();
-        for (name, addr) in &self.hosts {
-            let addr: SocketAddr = addr
-                .parse()
-                .map_err(|_| format!("proxy.hosts.\"{name}\": `{addr}` is not an address:port"))?;
-            map.insert(name.clone(), addr);
-        }
-        let hosts = HostRules::new(&self.allow, &self.deny, &self.inspect, &map)
-            .map_err(|e| format!("proxy: {e}"))?;
-        if let Some(listen) = &self.listen {
-            listen
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("proxy.listen: `{listen}` is not an address:port"))?;
-        }
-        let mut extra = Vec::new();
-        for file in &self.upstream_ca {
-            let path = config_dir.join(file);
-            let pem = std::fs::read(&path)
-                .map_err(|e| format!("proxy.upstream_ca: cannot read {}: {e}", path.display()))?;
-            extra.push(pem);
-        }
-        let tls =
-            stakpak_egress::upstream_tls(&extra).map_err(|e| format!("proxy.upstream_ca: {e}"))?;
-        if self.body_limit == 0 {
-            return Err("proxy.body_limit must be above 0".into());
-        }
-        Ok(Settings {
-            hosts,
-            upstream_tls: Arc::new(tls),
-            body_limit: self.body_limit,
-            detail: self.detail,
-            block_local: self.block_local,
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms.max(1)),
-        })
-    }
-}
 
 /// Judges requests with the request rules of the policy in force.
 #[derive(Debug)]
@@ -177,7 +59,7 @@ impl Judge for PolicyJudge {
             // No policy: nothing passes.
             return Judgement {
                 allow: false,
-                decision: "deny".into(),
+                decision: stakpak_proto::Decision::Deny,
                 rule: "builtin.no-policy".into(),
                 reason: "no policy is loaded".into(),
                 operation: op,
@@ -194,7 +76,7 @@ impl Judge for PolicyJudge {
         };
         Judgement {
             allow: v.decision == Decision::Allow,
-            decision: v.decision.as_str().to_string(),
+            decision: wire_decision(v.decision),
             rule: v.rule.unwrap_or_default(),
             reason,
             operation: op,
@@ -336,12 +218,14 @@ pub(crate) fn read_log(db: &Path, query: &RequestLogQuery) -> Result<Vec<Request
         let f: Value = serde_json::from_str(&fields)
             .map_err(|e| Error::Internal(format!("audit row {seq}: {e}")))?;
         let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let bad_row =
+            |e: stakpak_proto::UnknownValue| Error::Internal(format!("audit row {seq}: {e}"));
         let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
         out.push(RequestLogEntry {
             seq: u64::try_from(seq).unwrap_or(0),
             ts_ms,
-            outcome: s("outcome"),
-            decision: s("decision"),
+            outcome: s("outcome").parse().map_err(bad_row)?,
+            decision: s("decision").parse().map_err(bad_row)?,
             rule: s("rule"),
             reason: s("reason"),
             method: s("method"),
@@ -368,50 +252,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn settings(toml_text: &str, dir: &Path) -> Result<Settings, String> {
-        let config: WardenConfig = toml::from_str(toml_text).unwrap();
-        config.proxy.settings(dir)
-    }
-
-    #[test]
-    fn proxy_settings_are_checked_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = settings("", dir.path()).unwrap();
-        assert!(s.hosts.check("example.com", 443).is_ok());
-        assert!(s.hosts.check("example.com", 22).is_err());
-        assert!(s.hosts.inspects("example.com", 443));
-        assert_eq!(
-            (s.body_limit, s.detail, s.block_local),
-            (1024 * 1024, false, true)
-        );
-        let bad = [
-            (
-                "[proxy]\nhosts = { \"a.test\" = \"nowhere\" }",
-                "proxy.hosts.\"a.test\": `nowhere` is not an address:port",
-            ),
-            (
-                "[proxy]\nlisten = \"localhost\"",
-                "proxy.listen: `localhost` is not an address:port",
-            ),
-            ("[proxy]\nallow = [\"*.\"]", "host pattern `*.`"),
-            (
-                "[proxy]\nupstream_ca = [\"missing.pem\"]",
-                "proxy.upstream_ca: cannot read",
-            ),
-            (
-                "[proxy]\nbody_limit = 0",
-                "proxy.body_limit must be above 0",
-            ),
-        ];
-        for (text, expected) in bad {
-            let err = settings(text, dir.path()).unwrap_err();
-            assert!(err.contains(expected), "{err}\nexpected: {expected}");
-        }
-        std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
-        let err = settings("[proxy]\nupstream_ca = [\"junk.pem\"]", dir.path()).unwrap_err();
-        assert_eq!(err, "proxy.upstream_ca: no PEM certificate found");
-    }
 
     #[test]
     fn the_judge_refuses_ask_and_everything_without_a_policy() {
@@ -444,7 +284,7 @@ mod tests {
             judge.judge(&view("DELETE")),
             Judgement {
                 allow: false,
-                decision: "ask".into(),
+                decision: stakpak_proto::Decision::Ask,
                 rule: "t.ask-delete".into(),
                 reason: "deletes need a human (needs approval, which a request cannot wait for)"
                     .into(),
@@ -457,7 +297,7 @@ mod tests {
             none.judge(&view("GET")),
             Judgement {
                 allow: false,
-                decision: "deny".into(),
+                decision: stakpak_proto::Decision::Deny,
                 rule: "builtin.no-policy".into(),
                 reason: "no policy is loaded".into(),
                 operation: "GET /a".into(),

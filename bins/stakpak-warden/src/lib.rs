@@ -10,79 +10,23 @@
 //! network `proxied` reach the network only through it, and its request rules come from the
 //! same packs.
 
+pub mod config;
 mod dbus;
 pub mod egress;
+mod wire;
+
+pub use config::{AuditConfig, ProxyConfig, WardenConfig};
 
 use std::sync::Arc;
 
 use std::os::unix::fs::PermissionsExt;
 
-use serde::Deserialize;
-use stakpak_daemon::{
-    DaemonConfig, LogConfig, Paths, ServeContext, ServeError, Service, StateError,
-};
-use stakpak_policy::{Policy, load::PolicyConfig};
+use stakpak_daemon::{ServeContext, ServeError, Service, StateError};
 use stakpak_proto::{Daemon, ProxyInfo, WardenInterface};
 use tokio::{
     net::UnixListener,
     sync::{mpsc, watch},
 };
-
-/// `warden.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WardenConfig {
-    #[serde(default)]
-    pub log: LogConfig,
-    #[serde(default)]
-    pub policy: PolicyConfig,
-    #[serde(default)]
-    pub audit: AuditConfig,
-    #[serde(default)]
-    pub proxy: egress::ProxyConfig,
-    /// The policy this configuration names, loaded by `prepare`.
-    #[serde(skip)]
-    pub loaded: Option<Arc<Policy>>,
-    /// The proxy's settings from `[proxy]`, built by `prepare`.
-    #[serde(skip)]
-    pub proxy_settings: Option<Arc<stakpak_egress::Settings>>,
-}
-
-/// The `[audit]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Record every verdict that is not `allow` in `<state>/audit.db`.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig { enabled: true }
-    }
-}
-
-impl DaemonConfig for WardenConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
-    }
-
-    fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
-        self.policy.validate()?;
-        let policy = self
-            .policy
-            .load_fast(&paths.config_dir)
-            .map_err(|e| format!("policy: {e}"))?;
-        self.loaded = Some(Arc::new(policy));
-        self.proxy_settings = Some(Arc::new(self.proxy.settings(&paths.config_dir)?));
-        Ok(())
-    }
-}
 
 /// The daemon as the shared runtime sees it.
 #[derive(Debug)]

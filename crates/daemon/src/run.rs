@@ -327,8 +327,8 @@ impl<S: Service> Running<S> {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            state: self.state.as_str().to_string(),
-            landlock: self.landlock.status.as_str().to_string(),
+            state: self.state,
+            landlock: self.landlock.status,
             landlock_abi: self.landlock.abi,
             config_file: self.paths.config_file.display().to_string(),
         }

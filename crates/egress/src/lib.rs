@@ -30,6 +30,7 @@ pub mod ca;
 pub mod hosts;
 mod proxy;
 
+pub use stakpak_proto::Decision;
 use std::{sync::Arc, time::Duration};
 
 pub use ca::{Authority, CaError};
@@ -58,8 +59,7 @@ pub struct RequestView<'a> {
 pub struct Judgement {
     /// Whether the request may go on; anything else is answered `403`.
     pub allow: bool,
-    /// `allow`, `ask` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     /// The deciding rule; empty when the default applied.
     pub rule: String,
     pub reason: String,
@@ -134,7 +134,7 @@ pub struct Event {
     /// Path and query; empty for `CONNECT`.
     pub path: String,
     pub operation: String,
-    pub decision: String,
+    pub decision: Decision,
     pub rule: String,
     pub reason: String,
     /// The status sent to the client (`403` when blocked, the upstream's otherwise, `502`

@@ -24,8 +24,8 @@ use tokio::{
 use tracing::{debug, warn};
 
 use crate::{
-    Authority, DETAIL_BODY_MAX, Detail, Event, HostRefusal, Judge, Judgement, MASKED_HEADERS,
-    Outcome, RequestView, Settings,
+    Authority, DETAIL_BODY_MAX, Decision, Detail, Event, HostRefusal, Judge, Judgement,
+    MASKED_HEADERS, Outcome, RequestView, Settings,
     hosts::{is_local, split_authority},
 };
 
@@ -337,7 +337,7 @@ impl Proxy {
             port: target.port,
             path: path.clone(),
             operation: judgement.operation.clone(),
-            decision: judgement.decision.clone(),
+            decision: judgement.decision,
             rule: judgement.rule.clone(),
             reason: judgement.reason.clone(),
             status: 403,
@@ -383,7 +383,7 @@ impl Proxy {
             Ok(r) => r,
             Err(UpstreamError::Refused(refusal)) => {
                 event.outcome = Outcome::Blocked;
-                event.decision = "deny".into();
+                event.decision = Decision::Deny;
                 event.rule = refusal.rule();
                 event.reason = refusal.reason();
                 event.duration = started.elapsed();
@@ -556,7 +556,7 @@ impl Proxy {
     ) -> Response<Body> {
         let judgement = Judgement {
             allow: false,
-            decision: "deny".into(),
+            decision: Decision::Deny,
             rule: refusal.rule(),
             reason: refusal.reason(),
             operation: format!("connect {}", authority(target)),
@@ -570,7 +570,7 @@ impl Proxy {
             port: target.port,
             path: path.to_string(),
             operation: judgement.operation.clone(),
-            decision: judgement.decision.clone(),
+            decision: judgement.decision,
             rule: judgement.rule.clone(),
             reason: judgement.reason.clone(),
             status: 403,
@@ -709,7 +709,7 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
 fn blocked(j: &Judgement) -> Response<Body> {
     let body = serde_json::json!({
         "blocked_by": "stakpak-warden",
-        "decision": j.decision,
+        "decision": j.decision.as_str(),
         "rule": j.rule,
         "reason": j.reason,
         "operation": j.operation,

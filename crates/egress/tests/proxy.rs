@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use stakpak_egress::{
-    Authority, Event, HostRules, Judge, Judgement, Outcome, Proxy, RequestView, Settings,
+    Authority, Decision, Event, HostRules, Judge, Judgement, Outcome, Proxy, RequestView, Settings,
     upstream_tls,
 };
 use tokio::{
@@ -29,7 +29,11 @@ impl Judge for TestJudge {
         let deny = r.method == "DELETE" && r.path.starts_with("/api/v1/namespaces/");
         Judgement {
             allow: !deny,
-            decision: if deny { "deny" } else { "allow" }.into(),
+            decision: if deny {
+                Decision::Deny
+            } else {
+                Decision::Allow
+            },
             rule: if deny { "test.delete-namespace" } else { "" }.into(),
             reason: if deny {
                 "no namespace deletes"
