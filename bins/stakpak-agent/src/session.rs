@@ -23,8 +23,9 @@ use std::{
 use stakpak_config::{AgentConfig, Profile};
 use stakpak_llm::{ChatRequest, Client, Message, ProviderConfig, ToolCall, Usage};
 use stakpak_proto::{
-    AgentInterface, Caller, CheckRequest, Error, SecretsProxy, SessionDetail, SessionInfo,
-    StartRequest, ToolCallInfo, WardenProxy, session_path, session_state as st, zbus,
+    AgentInterface, Caller, CheckKind, CheckRequest, Decision as Verdict, Error, SecretsProxy,
+    SessionDetail, SessionInfo, SessionState as St, StartRequest, ToolCallInfo,
+    ToolCallState as Tc, WardenProxy, session_path, zbus,
 };
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -93,7 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How a loop ended.
 enum End {
-    State(&'static str, String),
+    State(St, String),
 }
 
 impl Manager {
@@ -126,7 +127,7 @@ impl Manager {
             .ok_or_else(|| Error::InvalidArgument(format!("no session {id:?}")))
     }
 
-    async fn set_state(&self, conn: &zbus::Connection, id: &str, state: &str, reason: &str) {
+    async fn set_state(&self, conn: &zbus::Connection, id: &str, state: St, reason: &str) {
         if let Err(e) = lock(&self.inner.store).set_state(id, state, reason) {
             warn!(session = id, error = %e, "cannot record the session's state");
         }
@@ -155,7 +156,7 @@ impl Manager {
         let wait = async {
             loop {
                 let info = self.info(id)?;
-                if info.state != st::RUNNING {
+                if info.state != St::Running {
                     return Ok(info);
                 }
                 if changed.changed().await.is_err() {
@@ -222,7 +223,7 @@ impl Manager {
                 title: String::new(),
                 profile: profile_name.clone(),
                 model: request.model.clone(),
-                state: st::RUNNING.into(),
+                state: St::Running,
                 created_ms: now_ms(),
                 updated_ms: now_ms(),
                 ..SessionInfo::default()
@@ -253,7 +254,7 @@ impl Manager {
         let decisions = Arc::clone(&live.decisions);
         let decided = Arc::clone(&live.decided);
         lock(&self.inner.live).insert(id.clone(), live);
-        self.set_state(&conn, &id, st::RUNNING, "").await;
+        self.set_state(&conn, &id, St::Running, "").await;
         let this = self.clone();
         let loop_id = id.clone();
         tokio::spawn(async move {
@@ -269,9 +270,9 @@ impl Manager {
             };
             let End::State(state, reason) = match run.go().await {
                 Ok(end) => end,
-                Err(e) => End::State(st::FAILED, e),
+                Err(e) => End::State(St::Failed, e),
             };
-            info!(session = %loop_id, state, reason = %reason, "session stopped");
+            info!(session = %loop_id, state = %state, reason = %reason, "session stopped");
             // The state is stored before the session stops counting as live, and only then
             // are waiters woken: whoever sees it gone sees its final state.
             if let Err(e) = lock(&this.inner.store).set_state(&loop_id, state, &reason) {
@@ -296,7 +297,7 @@ impl Manager {
         let calls = lock(&self.inner.store).calls(id).map_err(internal)?;
         let waiting: Vec<ToolCallInfo> = calls
             .into_iter()
-            .filter(|c| c.state == "waiting-approval")
+            .filter(|c| c.state == Tc::WaitingApproval)
             .filter(|c| ids.is_empty() || ids.contains(&c.id))
             .collect();
         if let Some(missing) = ids.iter().find(|i| !waiting.iter().any(|c| &c.id == *i)) {
@@ -308,8 +309,8 @@ impl Manager {
         let mut decided = Vec::new();
         for mut call in waiting {
             call.state = match &decision {
-                Decision::Approve => "approved".into(),
-                Decision::Reject(_) => "rejected".into(),
+                Decision::Approve => Tc::Approved,
+                Decision::Reject(_) => Tc::Rejected,
             };
             if let Decision::Reject(reason) = &decision {
                 call.reason = reason.clone();
@@ -342,7 +343,7 @@ impl Manager {
         }
         let info = self.info(id)?;
         let running = lock(&self.inner.live).contains_key(id);
-        if !running && info.pending == 0 && info.state == st::PAUSED {
+        if !running && info.pending == 0 && info.state == St::Paused {
             self.start(
                 StartRequest {
                     session: id.to_string(),
@@ -361,8 +362,8 @@ impl Manager {
         let live = lock(&self.inner.live)
             .get(id)
             .map(|l| l.cancel.send(true).is_ok());
-        if live.is_none() && !st::is_stopped(&info.state) {
-            self.set_state(conn, id, st::CANCELLED, "cancelled").await;
+        if live.is_none() && !info.state.is_stopped() {
+            self.set_state(conn, id, St::Cancelled, "cancelled").await;
         }
         if live.is_some() {
             // The loop stops at its next step and records the state itself.
@@ -531,15 +532,15 @@ impl Run {
                 }
                 self.checkpoint(turn, &messages, &mut stored, Usage::default())?;
                 if self.request.one_step && steps > 0 {
-                    return Ok(End::State(st::PAUSED, "one step done".into()));
+                    return Ok(End::State(St::Paused, "one step done".into()));
                 }
             }
             if self.cancelled() {
-                return Ok(End::State(st::CANCELLED, "cancelled".into()));
+                return Ok(End::State(St::Cancelled, "cancelled".into()));
             }
             if steps >= max_steps {
                 return Ok(End::State(
-                    st::MAX_TURNS,
+                    St::MaxTurns,
                     format!("stopped after {max_steps} turns"),
                 ));
             }
@@ -554,7 +555,7 @@ impl Run {
             };
             let response = self.chat(&client, &request).await?;
             let Some(response) = response else {
-                return Ok(End::State(st::CANCELLED, "cancelled".into()));
+                return Ok(End::State(St::Cancelled, "cancelled".into()));
             };
             messages.push(Message::Assistant {
                 text: response.text.clone(),
@@ -567,14 +568,14 @@ impl Run {
                     turn,
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
-                    state: "proposed".into(),
+                    state: Tc::Proposed,
                     ..ToolCallInfo::default()
                 };
                 self.put_call(&info).await;
             }
             self.checkpoint(turn, &messages, &mut stored, response.usage)?;
             if response.tool_calls.is_empty() {
-                return Ok(End::State(st::FINISHED, String::new()));
+                return Ok(End::State(St::Finished, String::new()));
             }
         }
     }
@@ -718,31 +719,31 @@ impl Run {
                     turn,
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
-                    state: "proposed".into(),
+                    state: Tc::Proposed,
                     ..ToolCallInfo::default()
                 });
             let parsed = Call::parse(&call.name, &call.arguments);
-            if info.state == "proposed" || info.state.is_empty() {
+            if info.state == Tc::Proposed {
                 match &parsed {
                     Err(_) => {}
                     Ok(_) if !profile.tool_allowed(&call.name) => {}
                     Ok(parsed) => {
                         let approval = self.approval(profile, parsed, &mut info, config).await;
                         match approval {
-                            Approval::Auto => info.state = "approved".into(),
+                            Approval::Auto => info.state = Tc::Approved,
                             Approval::Ask(why) => {
-                                info.state = "waiting-approval".into();
+                                info.state = Tc::WaitingApproval;
                                 info.approval = why;
                             }
-                            Approval::Denied => info.state = "denied".into(),
+                            Approval::Denied => info.state = Tc::Denied,
                         }
                     }
                 }
                 self.put_call(&info).await;
             }
-            if info.state == "running" {
+            if info.state == Tc::Running {
                 // The agent stopped while it ran: its effect is unknown, do not run it twice.
-                info.state = "failed".into();
+                info.state = Tc::Failed;
                 info.is_error = true;
                 info.output = "interrupted by a restart of the agent while it ran; check its effect before running it again".into();
             }
@@ -751,17 +752,17 @@ impl Run {
         let waiting: Vec<&ToolCallInfo> = ready
             .iter()
             .map(|(_, i, _)| i)
-            .filter(|i| i.state == "waiting-approval")
+            .filter(|i| i.state == Tc::WaitingApproval)
             .collect();
         if !waiting.is_empty() {
             if self.request.pause_on_approval {
                 return Ok(Some(End::State(
-                    st::PAUSED,
+                    St::Paused,
                     format!("{} tool call(s) wait for approval", waiting.len()),
                 )));
             }
             self.manager
-                .set_state(&self.conn, &self.id, st::WAITING_APPROVAL, "")
+                .set_state(&self.conn, &self.id, St::WaitingApproval, "")
                 .await;
             // Wait until each is decided (or the session is cancelled).
             let ids: Vec<String> = waiting.iter().map(|i| i.id.clone()).collect();
@@ -777,44 +778,44 @@ impl Run {
                 let mut cancel = self.cancel.clone();
                 tokio::select! {
                     _ = notified => {}
-                    _ = cancel.wait_for(|c| *c) => return Ok(Some(End::State(st::CANCELLED, "cancelled".into()))),
+                    _ = cancel.wait_for(|c| *c) => return Ok(Some(End::State(St::Cancelled, "cancelled".into()))),
                 }
             }
             self.manager
-                .set_state(&self.conn, &self.id, st::RUNNING, "")
+                .set_state(&self.conn, &self.id, St::Running, "")
                 .await;
         }
         // Second pass: carry out what was approved, in order.
         for (call, mut info, parsed) in ready {
             if self.cancelled() {
-                return Ok(Some(End::State(st::CANCELLED, "cancelled".into())));
+                return Ok(Some(End::State(St::Cancelled, "cancelled".into())));
             }
             let decision = lock(&self.decisions).get(&info.id).cloned();
             match decision {
-                Some(Decision::Approve) => info.state = "approved".into(),
+                Some(Decision::Approve) => info.state = Tc::Approved,
                 Some(Decision::Reject(reason)) => {
-                    info.state = "rejected".into();
+                    info.state = Tc::Rejected;
                     info.reason = reason;
                 }
                 None => {}
             }
-            let outcome = match (&parsed, info.state.as_str()) {
+            let outcome = match (&parsed, info.state) {
                 (Err(message), _) => Outcome::error(message.clone()),
                 (Ok(_), _) if !profile.tool_allowed(&call.name) => Outcome::error(format!(
                     "the tool {} is not allowed in profile {}",
                     call.name, profile.name
                 )),
-                (_, "failed") => Outcome::error(info.output.clone()),
-                (_, "denied") => Outcome::error(format!(
+                (_, Tc::Failed) => Outcome::error(info.output.clone()),
+                (_, Tc::Denied) => Outcome::error(format!(
                     "refused by the warden ({}, rule {}): {}",
                     info.decision, info.rule, info.reason
                 )),
-                (_, "rejected") => Outcome::error(if info.reason.is_empty() {
+                (_, Tc::Rejected) => Outcome::error(if info.reason.is_empty() {
                     "the user rejected this call".to_string()
                 } else {
                     format!("the user rejected this call: {}", info.reason)
                 }),
-                (Ok(parsed), "approved") => {
+                (Ok(parsed), Tc::Approved) => {
                     if parsed.name == "ask_user" {
                         let question = parsed
                             .args
@@ -822,12 +823,12 @@ impl Run {
                             .and_then(|q| q.as_str())
                             .unwrap_or("(no question given)")
                             .to_string();
-                        info.state = "done".into();
+                        info.state = Tc::Done;
                         info.output = question.clone();
                         self.put_call(&info).await;
-                        return Ok(Some(End::State(st::WAITING_USER, question)));
+                        return Ok(Some(End::State(St::WaitingUser, question)));
                     }
-                    info.state = "running".into();
+                    info.state = Tc::Running;
                     self.put_call(&info).await;
                     if parsed.name == "generate_password" {
                         self.generate_password(parsed, config.peers.timeout_ms)
@@ -846,18 +847,18 @@ impl Run {
                 }
                 (Ok(_), other) => Outcome::error(format!("the call is {other}; not run")),
             };
-            info.state = match info.state.as_str() {
-                "running" | "approved" => {
+            info.state = match info.state {
+                Tc::Running | Tc::Approved => {
                     if outcome.is_error {
-                        "failed".into()
+                        Tc::Failed
                     } else {
-                        "done".into()
+                        Tc::Done
                     }
                 }
-                other => other.to_string(),
+                other => other,
             };
             if !outcome.rule.is_empty() {
-                info.decision = outcome.decision.clone();
+                info.decision = outcome.decision;
                 info.rule = outcome.rule.clone();
                 info.reason = outcome.reason.clone();
             }
@@ -888,7 +889,7 @@ impl Run {
                     let warden = WardenProxy::new(&self.conn).await?;
                     warden
                         .check(CheckRequest {
-                            kind: "command".into(),
+                            kind: CheckKind::Command,
                             subject: command.to_string(),
                             session: self.id.clone(),
                         })
@@ -897,18 +898,18 @@ impl Run {
                 .await;
             match verdict {
                 Ok(Ok(v)) => {
-                    info.decision = v.decision.clone();
+                    info.decision = v.decision.into();
                     info.rule = v.rule.clone();
                     info.reason = v.reason.clone();
-                    match v.decision.as_str() {
-                        "deny" => return Approval::Denied,
-                        "ask" => {
+                    match v.decision {
+                        Verdict::Deny => return Approval::Denied,
+                        Verdict::Ask => {
                             return Approval::Ask(format!(
                                 "warden: {}",
                                 if v.rule.is_empty() { v.reason } else { v.rule }
                             ));
                         }
-                        _ => {}
+                        Verdict::Allow => {}
                     }
                 }
                 // No advisory verdict: ask a human (sandboxd will still judge).

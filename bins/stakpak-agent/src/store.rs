@@ -12,7 +12,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use stakpak_llm::{Message, Usage};
-use stakpak_proto::{MessageInfo, SessionInfo, ToolCallInfo};
+use stakpak_proto::{
+    MessageInfo, Role, SessionInfo, SessionState, ToolCallInfo, UnknownValue,
+};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -104,13 +106,23 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A column holding one of a wire enum's names.
+fn named<T: std::str::FromStr<Err = UnknownValue>>(
+    row: &rusqlite::Row<'_>,
+    column: usize,
+) -> rusqlite::Result<T> {
+    row.get::<_, String>(column)?.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
     Ok(SessionInfo {
         id: row.get(0)?,
         title: row.get(1)?,
         profile: row.get(2)?,
         model: row.get(3)?,
-        state: row.get(4)?,
+        state: named(row, 4)?,
         reason: row.get(5)?,
         created_ms: row.get(6)?,
         updated_ms: row.get(7)?,
@@ -134,9 +146,9 @@ fn call_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ToolCallInfo> {
         turn: row.get(2)?,
         name: row.get(3)?,
         arguments: row.get(4)?,
-        state: row.get(5)?,
+        state: named(row, 5)?,
         approval: row.get(6)?,
-        decision: row.get(7)?,
+        decision: named(row, 7)?,
         rule: row.get(8)?,
         reason: row.get(9)?,
         output: row.get(10)?,
@@ -203,7 +215,7 @@ impl Store {
                 info.title,
                 info.profile,
                 info.model,
-                info.state,
+                info.state.as_str(),
                 workdir,
                 info.created_ms
             ],
@@ -221,10 +233,15 @@ impl Store {
             .is_some())
     }
 
-    pub fn set_state(&mut self, id: &str, state: &str, reason: &str) -> Result<(), StoreError> {
+    pub fn set_state(
+        &mut self,
+        id: &str,
+        state: SessionState,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE sessions SET state = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1",
-            params![id, state, reason, now_ms()],
+            params![id, state.as_str(), reason, now_ms()],
         )?;
         Ok(())
     }
@@ -396,9 +413,9 @@ impl Store {
                 call.turn,
                 call.name,
                 call.arguments,
-                call.state,
+                call.state.as_str(),
                 call.approval,
-                call.decision,
+                call.decision.as_str(),
                 call.rule,
                 call.reason,
                 call.output,
@@ -438,27 +455,23 @@ impl Store {
 fn message_info(message: &Message, created_ms: i64) -> MessageInfo {
     match message {
         Message::User { text } => MessageInfo {
-            role: "user".into(),
+            role: Role::User,
             text: text.clone(),
-            tool_calls: String::new(),
+            tool_calls: Vec::new(),
             created_ms,
         },
         Message::Assistant { text, tool_calls } => MessageInfo {
-            role: "assistant".into(),
+            role: Role::Assistant,
             text: text.clone(),
-            tool_calls: tool_calls
-                .iter()
-                .map(|c| c.id.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+            tool_calls: tool_calls.iter().map(|c| c.id.clone()).collect(),
             created_ms,
         },
         Message::Tool {
             call_id, content, ..
         } => MessageInfo {
-            role: "tool".into(),
+            role: Role::Tool,
             text: content.clone(),
-            tool_calls: call_id.clone(),
+            tool_calls: vec![call_id.clone()],
             created_ms,
         },
     }
@@ -475,7 +488,7 @@ mod tests {
             title: "t".into(),
             profile: "default".into(),
             model: "m/x".into(),
-            state: "running".into(),
+            state: SessionState::Running,
             created_ms: 1,
             updated_ms: 1,
             ..SessionInfo::default()
@@ -533,6 +546,9 @@ mod tests {
         assert!(store.fork("a", &cp1, &info("b")).unwrap());
         assert_eq!(store.messages("b").unwrap().len(), 1);
         assert_eq!(store.mark_interrupted().unwrap(), 2);
-        assert_eq!(store.info("a").unwrap().unwrap().state, "interrupted");
+        assert_eq!(
+            store.info("a").unwrap().unwrap().state,
+            SessionState::Interrupted
+        );
     }
 }

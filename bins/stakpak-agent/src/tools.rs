@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 use stakpak_llm::ToolSpec;
-use stakpak_proto::{ExecRequest, SandboxProxy, ViewRequest, exec_status, zbus};
+use stakpak_proto::{Decision, ExecRequest, ExecStatus, Opt, SandboxProxy, ViewRequest, zbus};
 
 /// Tools that only read: approved without asking unless the profile says otherwise.
 pub const READ_ONLY: [&str; 5] = [
@@ -23,7 +23,7 @@ pub struct Outcome {
     pub content: String,
     pub is_error: bool,
     /// The warden's verdict when sandboxd reported one.
-    pub decision: String,
+    pub decision: Opt<Decision>,
     pub rule: String,
     pub reason: String,
 }
@@ -33,7 +33,7 @@ impl Outcome {
         Outcome {
             content: content.into(),
             is_error: false,
-            decision: String::new(),
+            decision: Opt::NONE,
             rule: String::new(),
             reason: String::new(),
         }
@@ -263,7 +263,7 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
                     json!({"task_id": info.id, "state": info.state, "reason": info.reason})
                         .to_string(),
                 );
-                out.is_error = info.state == exec_status::DENIED;
+                out.is_error = info.state == ExecStatus::Denied;
                 out.decision = info.decision;
                 out.rule = info.rule;
                 out.reason = info.reason;
@@ -271,7 +271,7 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
             }
             let reply = sandbox.exec(request).await.map_err(wire)?;
             let mut text = String::new();
-            if reply.status == exec_status::DENIED {
+            if reply.status == ExecStatus::Denied {
                 text = format!(
                     "refused by the warden ({}{}): {}",
                     reply.decision,
@@ -308,7 +308,7 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
             }
             Ok(Outcome {
                 content: text,
-                is_error: reply.status != exec_status::EXITED || reply.code != 0,
+                is_error: reply.status != ExecStatus::Exited || reply.code != 0,
                 decision: reply.decision,
                 rule: reply.rule,
                 reason: reply.reason,
