@@ -30,7 +30,10 @@ use ratatui::{
     layout::Rect,
 };
 use stakpak::tui::{App, client::Event, ui};
-use stakpak_proto::{MessageInfo, SessionDetail, SessionInfo, ToolCallInfo};
+use stakpak_proto::{
+    Decision, MessageInfo, Role, SessionDetail, SessionInfo, SessionState, ToolCallInfo,
+    ToolCallState,
+};
 
 /// Counts what would go to the terminal.
 #[derive(Default, Clone)]
@@ -73,8 +76,8 @@ fn app() -> App {
         session: SESSION.into(),
         name: "run_command".into(),
         arguments: r#"{"command":"journalctl -u web -n 10000"}"#.into(),
-        state: "done".into(),
-        decision: "allow".into(),
+        state: ToolCallState::Done,
+        decision: Decision::Allow.into(),
         output,
         ..ToolCallInfo::default()
     };
@@ -85,19 +88,19 @@ fn app() -> App {
         detail: Box::new(SessionDetail {
             info: SessionInfo {
                 id: SESSION.into(),
-                state: "running".into(),
+                state: SessionState::Running,
                 ..SessionInfo::default()
             },
             messages: vec![
                 MessageInfo {
-                    role: "user".into(),
+                    role: Role::User,
                     text: "why is web slow?".into(),
                     ..MessageInfo::default()
                 },
                 MessageInfo {
-                    role: "assistant".into(),
+                    role: Role::Assistant,
                     text: "Reading the **last 10,000** lines of its log.".into(),
-                    tool_calls: "c1".into(),
+                    tool_calls: vec!["c1".into()],
                     ..MessageInfo::default()
                 },
             ],

@@ -10,14 +10,15 @@ use std::{
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use stakpak_proto::{
-    ChangeInfo, MessageInfo, SessionDetail, SessionInfo, StartRequest, TaskInfo, ToolCallInfo,
-    session_state as st,
+    ChangeInfo, SessionDetail, SessionInfo, SessionState, StartRequest, TaskInfo, ToolCallInfo,
+    ToolCallState,
 };
 
 use super::{
     chat::Transcript,
     client::{DaemonRow, Event, Purpose, Request},
     input::{Edit, Input},
+    session::Session,
 };
 
 /// Whether the suite can be reached.
@@ -64,146 +65,6 @@ pub struct Notice {
 
 /// How long a notice stays in the footer.
 const NOTICE_TIME: Duration = Duration::from_secs(6);
-
-/// What the model produced in one turn that the session's stored history does not hold
-/// yet: streamed text and the calls that followed it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiveTurn {
-    pub text: String,
-    pub calls: Vec<String>,
-}
-
-/// The attached session: its stored history (from `ShowSession`) and what arrived since.
-#[derive(Debug, Clone, Default)]
-pub struct Session {
-    pub info: SessionInfo,
-    pub messages: Vec<MessageInfo>,
-    /// Every call, in the order first seen.
-    pub calls: Vec<ToolCallInfo>,
-    /// A prompt sent but not in the stored history yet.
-    pub pending_prompt: Option<String>,
-    pub live: Vec<LiveTurn>,
-    /// Assistant and user messages stored when `live`/`pending_prompt` began.
-    assistant_base: usize,
-    user_base: usize,
-    pub expanded: HashSet<String>,
-    /// The selected tool card (Alt+↑/↓), which Ctrl+E expands.
-    pub selected: Option<String>,
-}
-
-impl Session {
-    fn new(info: SessionInfo) -> Session {
-        Session {
-            info,
-            ..Session::default()
-        }
-    }
-
-    fn count(&self, role: &str) -> usize {
-        self.messages.iter().filter(|m| m.role == role).count()
-    }
-
-    pub fn call(&self, id: &str) -> Option<&ToolCallInfo> {
-        self.calls.iter().find(|c| c.id == id)
-    }
-
-    fn upsert(&mut self, call: ToolCallInfo) -> bool {
-        match self.calls.iter_mut().find(|c| c.id == call.id) {
-            Some(c) => {
-                *c = call;
-                false
-            }
-            None => {
-                self.calls.push(call);
-                true
-            }
-        }
-    }
-
-    /// Calls waiting for a human, in order.
-    pub fn pending(&self) -> Vec<&ToolCallInfo> {
-        self.calls
-            .iter()
-            .filter(|c| c.state == "waiting-approval")
-            .collect()
-    }
-
-    /// Takes a newer stored history; drops what of the live part it now holds.
-    fn sync(&mut self, detail: SessionDetail) {
-        self.info = detail.info;
-        self.messages = detail.messages;
-        for call in detail.tool_calls {
-            self.upsert(call);
-        }
-        let assistant = self.count("assistant");
-        let stored_turns = assistant.saturating_sub(self.assistant_base);
-        let drop = stored_turns.min(self.live.len());
-        self.live.drain(..drop);
-        self.assistant_base += drop;
-        if self.live.is_empty() {
-            self.assistant_base = assistant;
-        }
-        if self.count("user") > self.user_base {
-            self.pending_prompt = None;
-        }
-    }
-
-    fn delta(&mut self, text: &str) {
-        if self.live.is_empty() {
-            self.assistant_base = self.count("assistant");
-        }
-        match self.live.last_mut() {
-            Some(turn) if turn.calls.is_empty() => turn.text.push_str(text),
-            _ => self.live.push(LiveTurn {
-                text: text.to_string(),
-                calls: Vec::new(),
-            }),
-        }
-    }
-
-    fn new_call(&mut self, id: &str) {
-        let referenced = self
-            .messages
-            .iter()
-            .any(|m| m.role == "assistant" && m.tool_calls.split(',').any(|c| c == id));
-        if referenced {
-            return;
-        }
-        if self.live.is_empty() {
-            self.assistant_base = self.count("assistant");
-            self.live.push(LiveTurn::default());
-        }
-        if let Some(turn) = self.live.last_mut() {
-            turn.calls.push(id.to_string());
-        }
-    }
-
-    /// Every tool card in display order (what Alt+↑/↓ walks through).
-    pub fn card_order(&self) -> Vec<String> {
-        let mut order: Vec<String> = Vec::new();
-        for m in &self.messages {
-            if m.role == "assistant" {
-                for id in m.tool_calls.split(',').filter(|s| !s.is_empty()) {
-                    if self.call(id).is_some() && !order.iter().any(|o| o == id) {
-                        order.push(id.to_string());
-                    }
-                }
-            }
-        }
-        let live: Vec<&String> = self.live.iter().flat_map(|t| t.calls.iter()).collect();
-        for c in &self.calls {
-            if !order.contains(&c.id) && !live.contains(&&c.id) {
-                order.push(c.id.clone());
-            }
-        }
-        for id in live {
-            if !order.contains(id) {
-                order.push(id.clone());
-            }
-        }
-        order
-    }
-}
 
 /// The side panel's data.
 #[derive(Debug, Clone, Default)]
@@ -395,7 +256,7 @@ impl App {
                 }
             }
             Event::Call(call) => {
-                let focus = call.state == "waiting-approval";
+                let focus = call.state == ToolCallState::WaitingApproval;
                 if let Some(s) = self.session.as_mut().filter(|s| s.info.id == call.session) {
                     let id = call.id.clone();
                     if s.upsert(*call) {
@@ -741,9 +602,9 @@ impl App {
         if let Some(s) = self.session.as_mut() {
             for c in s.calls.iter_mut() {
                 if approve.contains(&c.id) {
-                    c.state = "approved".into();
+                    c.state = ToolCallState::Approved;
                 } else if reject.contains(&c.id) {
-                    c.state = "rejected".into();
+                    c.state = ToolCallState::Rejected;
                 }
             }
         }
@@ -815,7 +676,7 @@ impl App {
         }
         self.scroll = 0;
         match self.session.as_mut() {
-            Some(s) if st::is_stopped(&s.info.state) || s.info.state.is_empty() => {
+            Some(s) if s.info.state.is_stopped() => {
                 let request = StartRequest {
                     prompt: text.clone(),
                     session: s.info.id.clone(),
@@ -824,25 +685,31 @@ impl App {
                     workdir: self.workdir.clone(),
                     ..StartRequest::default()
                 };
-                s.user_base = s.count("user");
-                s.pending_prompt = Some(text);
+                s.send_prompt(text);
                 self.request(Request::Start(request));
             }
             Some(s) => {
-                let state = s.info.state.clone();
+                let state = s.info.state;
                 self.input.set_text(&text);
                 self.error(format!(
                     "the session is {state}: wait for it, /cancel it, or /new for another"
                 ));
             }
             None => {
-                let id = new_session_id();
+                let id = match new_session_id() {
+                    Ok(id) => id,
+                    Err(e) => {
+                        self.input.set_text(&text);
+                        self.error(format!("cannot start a session: {e}"));
+                        return;
+                    }
+                };
                 let mut session = Session::new(SessionInfo {
                     id: id.clone(),
                     title: text.lines().next().unwrap_or("").to_string(),
                     profile: self.profile.clone(),
                     model: self.model.clone(),
-                    state: st::RUNNING.into(),
+                    state: SessionState::Running,
                     ..SessionInfo::default()
                 });
                 session.pending_prompt = Some(text.clone());
@@ -1020,9 +887,8 @@ fn price(model: &str) -> Option<(f64, f64)> {
         .map(|(_, p)| *p)
 }
 
-/// `s-` and 12 hex digits, as the CLI names sessions it starts.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::fill(&mut bytes[..6]);
-    format!("s-{:012x}", u64::from_le_bytes(bytes))
+/// `s-` and 12 hex digits, as the CLI names sessions it starts; no randomness is an error,
+/// never an all-zero id.
+fn new_session_id() -> Result<String, stakpak_util::RandomError> {
+    stakpak_util::random::id("s")
 }

@@ -14,11 +14,11 @@ use ratatui::{
     style::{Color, Modifier, Style},
     text::{Line, Span},
 };
-use stakpak_proto::{SessionInfo, ToolCallInfo, session_state as st};
+use stakpak_proto::{Decision, Role, SessionInfo, SessionState, ToolCallInfo, ToolCallState};
 
 use super::{
-    app::Session,
     markdown,
+    session::Session,
     text::{Styled, sanitize, truncate, wrap, wrap_all},
 };
 
@@ -201,15 +201,15 @@ fn items<'a>(session: Option<&'a Session>) -> Vec<(String, Item<'a>)> {
         selected: s.selected.as_deref() == Some(call.id.as_str()),
     };
     for (i, m) in s.messages.iter().enumerate() {
-        match m.role.as_str() {
-            "user" => out.push((
+        match m.role {
+            Role::User => out.push((
                 format!("m:{i}"),
                 Item::User {
                     text: &m.text,
                     pending: false,
                 },
             )),
-            "assistant" => {
+            Role::Assistant => {
                 if !m.text.trim().is_empty() {
                     out.push((
                         format!("m:{i}"),
@@ -219,16 +219,16 @@ fn items<'a>(session: Option<&'a Session>) -> Vec<(String, Item<'a>)> {
                         },
                     ));
                 }
-                for id in m.tool_calls.split(',').filter(|id| !id.is_empty()) {
+                for id in m.tool_calls.iter().filter(|id| !id.is_empty()) {
                     if let Some(call) = s.call(id)
-                        && !shown.contains(&id)
+                        && !shown.contains(&id.as_str())
                     {
                         shown.push(&call.id);
                         out.push((card_key(id), card(call)));
                     }
                 }
             }
-            _ => {}
+            Role::Tool => {}
         }
     }
     let live: Vec<&str> = s
@@ -336,13 +336,12 @@ fn assistant(text: &str, streaming: bool) -> Vec<Styled> {
     lines
 }
 
-fn state_color(state: &str) -> Color {
+fn state_color(state: ToolCallState) -> Color {
     match state {
-        "done" | "approved" => Color::Green,
-        "running" => Color::Blue,
-        "waiting-approval" | "proposed" => Color::Yellow,
-        "denied" | "rejected" | "failed" => Color::Red,
-        _ => Color::Gray,
+        ToolCallState::Done | ToolCallState::Approved => Color::Green,
+        ToolCallState::Running => Color::Blue,
+        ToolCallState::WaitingApproval | ToolCallState::Proposed => Color::Yellow,
+        ToolCallState::Denied | ToolCallState::Rejected | ToolCallState::Failed => Color::Red,
     }
 }
 
@@ -376,21 +375,19 @@ pub fn call_summary(call: &ToolCallInfo) -> String {
 
 /// The warden's part of a card: verdict, rule and (when it did not allow) the reason.
 pub fn verdict(call: &ToolCallInfo) -> Option<String> {
-    if call.decision.is_empty() {
-        return None;
-    }
-    let mut v = format!("warden {}", call.decision);
+    let decision = call.decision.get()?;
+    let mut v = format!("warden {decision}");
     if !call.rule.is_empty() {
         v.push_str(&format!(" · {}", call.rule));
     }
-    if call.decision != "allow" && !call.reason.is_empty() {
+    if decision != Decision::Allow && !call.reason.is_empty() {
         v.push_str(&format!(": {}", call.reason));
     }
     Some(v)
 }
 
 fn card(call: &ToolCallInfo, expanded: bool, selected: bool) -> Vec<Styled> {
-    let color = state_color(&call.state);
+    let color = state_color(call.state);
     let bar_style = if selected {
         Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
     } else {
@@ -401,18 +398,18 @@ fn card(call: &ToolCallInfo, expanded: bool, selected: bool) -> Vec<Styled> {
         Span::styled(if selected { "▶ " } else { "╭ " }, bar_style),
         Span::styled(call.name.clone(), Style::new().add_modifier(Modifier::BOLD)),
         Span::styled(" · ", dim()),
-        Span::styled(call.state.clone(), Style::new().fg(color)),
+        Span::styled(call.state.as_str(), Style::new().fg(color)),
     ])];
     out.push(Styled::plain(call_summary(call), Style::new().fg(Color::White)).with_prefix(bar()));
     if let Some(v) = verdict(call) {
-        let style = match call.decision.as_str() {
-            "deny" => Style::new().fg(Color::Red),
-            "ask" => Style::new().fg(Color::Yellow),
-            _ => dim(),
+        let style = match call.decision.get() {
+            Some(Decision::Deny) => Style::new().fg(Color::Red),
+            Some(Decision::Ask) => Style::new().fg(Color::Yellow),
+            Some(Decision::Allow) | None => dim(),
         };
         out.push(Styled::plain(v, style).with_prefix(bar()));
     }
-    if call.state == "waiting-approval" && !call.approval.is_empty() {
+    if call.state == ToolCallState::WaitingApproval && !call.approval.is_empty() {
         out.push(
             Styled::plain(
                 format!("needs approval ({})", call.approval),
@@ -421,11 +418,11 @@ fn card(call: &ToolCallInfo, expanded: bool, selected: bool) -> Vec<Styled> {
             .with_prefix(bar()),
         );
     }
-    if call.state == "rejected" {
+    if call.state == ToolCallState::Rejected {
         let why = if call.reason.is_empty() {
-            "rejected".to_string()
+            call.state.to_string()
         } else {
-            format!("rejected: {}", call.reason)
+            format!("{}: {}", call.state, call.reason)
         };
         out.push(Styled::plain(why, Style::new().fg(Color::Red)).with_prefix(bar()));
         return out;
@@ -471,26 +468,28 @@ fn state_line(info: &SessionInfo) -> Vec<Styled> {
         info.turns,
         info.input_tokens + info.output_tokens
     );
-    let (mark, text, color) = match info.state.as_str() {
-        st::RUNNING => ("… ", "working".to_string(), Color::Blue),
-        st::WAITING_APPROVAL => (
+    let (mark, text, color) = match info.state {
+        SessionState::Running => ("… ", "working".to_string(), Color::Blue),
+        SessionState::WaitingApproval => (
             "⏸ ",
             "waiting for approval: the bar below decides".to_string(),
             Color::Yellow,
         ),
-        st::WAITING_USER => (
+        SessionState::WaitingUser => (
             "? ",
             format!("the agent asks: {} (type your answer)", info.reason),
             Color::Yellow,
         ),
-        st::FINISHED => ("✓ ", format!("finished · {usage}"), Color::Green),
-        st::PAUSED => (
+        SessionState::Finished => ("✓ ", format!("{} · {usage}", info.state), Color::Green),
+        SessionState::Paused => (
             "⏸ ",
-            format!("paused: {} · {usage}", info.reason),
+            format!("{}: {} · {usage}", info.state, info.reason),
             Color::Yellow,
         ),
-        "" => return vec![],
-        other => {
+        other @ (SessionState::MaxTurns
+        | SessionState::Cancelled
+        | SessionState::Failed
+        | SessionState::Interrupted) => {
             let reason = if info.reason.is_empty() {
                 String::new()
             } else {

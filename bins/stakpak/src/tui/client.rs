@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use stakpak_proto::{
-    AgentProxy, ChangeInfo, Daemon, SandboxProxy, SessionDetail, SessionInfo, StartRequest,
-    TaskInfo, ToolCallInfo, session_path,
+    AgentProxy, ChangeInfo, Daemon, DaemonState, SandboxProxy, SessionDetail, SessionInfo,
+    StartRequest, TaskInfo, ToolCallInfo, session_path,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 use zbus::Connection;
@@ -58,10 +58,21 @@ pub enum Purpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonRow {
     pub name: String,
-    /// `running`, … as the daemon says, or `down`.
-    pub state: String,
+    /// As the daemon says; none when it did not answer.
+    pub state: Option<DaemonState>,
     /// Uptime and pid, or why it did not answer.
     pub detail: String,
+}
+
+impl DaemonRow {
+    pub fn is_running(&self) -> bool {
+        self.state == Some(DaemonState::Running)
+    }
+
+    /// The state as the console shows it: the daemon's word, or `down`.
+    pub fn state_name(&self) -> &'static str {
+        self.state.map_or("down", DaemonState::as_str)
+    }
 }
 
 /// What the suite told the screen.
@@ -389,20 +400,20 @@ async fn daemons(conn: &Connection) -> Event {
         let row = match status::status_of(conn, daemon).await {
             Ok(s) => DaemonRow {
                 name: daemon.short_name().to_string(),
-                state: s.state,
+                state: Some(s.state),
                 detail: format!("pid {} · up {}", s.pid, uptime(s.uptime_ms)),
             },
             Err(e) => DaemonRow {
                 name: daemon.short_name().to_string(),
-                state: "down".into(),
-                detail: e,
+                state: None,
+                detail: e.to_string(),
             },
         };
         rows.push(row);
     }
     // No daemon answering may mean the bus itself is gone (the suite was stopped): then
     // the console says so and looks for the suite again.
-    if rows.iter().all(|r| r.state == "down") {
+    if rows.iter().all(|r| r.state.is_none()) {
         let ping = async { zbus::fdo::DBusProxy::new(conn).await?.get_id().await };
         match tokio::time::timeout(CALL_TIMEOUT, ping).await {
             Ok(Ok(_)) => {}

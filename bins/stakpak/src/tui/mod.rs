@@ -11,6 +11,7 @@ pub mod client;
 pub mod highlight;
 pub mod input;
 pub mod markdown;
+pub mod session;
 pub mod text;
 pub mod ui;
 

@@ -5,7 +5,10 @@
 // Test code: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
 
 use ratatui::{
     Terminal,
@@ -13,7 +16,8 @@ use ratatui::{
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
 };
 use stakpak_proto::{
-    ChangeInfo, MessageInfo, SessionDetail, SessionInfo, StartRequest, TaskInfo, ToolCallInfo,
+    ChangeInfo, ChangeKind, DaemonState, Decision, ExecStatus, MessageInfo, SessionDetail,
+    SessionInfo, SessionState, StartRequest, TaskInfo, ToolCallInfo,
 };
 use stakpak_secrets::detect::{DetectOptions, Detector};
 
@@ -31,7 +35,7 @@ fn info(state: &str) -> SessionInfo {
         title: "why is the disk full?".into(),
         profile: "default".into(),
         model: "anthropic/claude-sonnet-4-5".into(),
-        state: state.into(),
+        state: state.parse().unwrap(),
         turns: 2,
         input_tokens: 12_400,
         output_tokens: 860,
@@ -39,11 +43,16 @@ fn info(state: &str) -> SessionInfo {
     }
 }
 
+/// A message; `calls` comma-separated.
 fn message(role: &str, text: &str, calls: &str) -> MessageInfo {
     MessageInfo {
-        role: role.into(),
+        role: role.parse().unwrap(),
         text: text.into(),
-        tool_calls: calls.into(),
+        tool_calls: calls
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect(),
         created_ms: 0,
     }
 }
@@ -55,7 +64,7 @@ fn call(id: &str, name: &str, arguments: serde_json::Value, state: &str) -> Tool
         turn: 1,
         name: name.into(),
         arguments: arguments.to_string(),
-        state: state.into(),
+        state: state.parse().unwrap(),
         ..ToolCallInfo::default()
     }
 }
@@ -72,7 +81,7 @@ fn command(id: &str, command: &str, state: &str) -> ToolCallInfo {
 /// `call` as the warden judged it.
 fn judged(call: ToolCallInfo, decision: &str, rule: &str, reason: &str) -> ToolCallInfo {
     ToolCallInfo {
-        decision: decision.into(),
+        decision: decision.parse().unwrap(),
         rule: rule.into(),
         reason: reason.into(),
         ..call
@@ -85,7 +94,7 @@ fn daemons() -> Vec<DaemonRow> {
         .enumerate()
         .map(|(i, name)| DaemonRow {
             name: (*name).into(),
-            state: if *name == "schedd" { "down" } else { "running" }.into(),
+            state: (*name != "schedd").then_some(DaemonState::Running),
             detail: if *name == "schedd" {
                 "not on the bus".into()
             } else {
@@ -301,7 +310,7 @@ fn attaching_to_another_session_never_shows_the_first_ones_rows() {
         detail: Box::new(SessionDetail {
             info: SessionInfo {
                 id: "s-other".into(),
-                state: "finished".into(),
+                state: SessionState::Finished,
                 ..SessionInfo::default()
             },
             messages: vec![message("assistant", "answer BBBB", "")],
@@ -328,7 +337,7 @@ fn a_tool_card_with_a_denial() {
         )
     };
     let long = ToolCallInfo {
-        decision: "allow".into(),
+        decision: Decision::Allow.into(),
         output: (1..=40)
             .map(|i| format!("/var/log/app.log.{i} 350M"))
             .collect::<Vec<_>>()
@@ -495,21 +504,21 @@ fn panel_app() -> App {
             id: "t-1".into(),
             session: SESSION.into(),
             command: "kubectl port-forward svc/web 8080:80".into(),
-            state: "running".into(),
+            state: ExecStatus::Running,
             ..TaskInfo::default()
         }],
         changes: vec![
             ChangeInfo {
                 id: "c-aa".into(),
                 session: SESSION.into(),
-                kind: "edit".into(),
+                kind: ChangeKind::Edit,
                 path: "logrotate.conf".into(),
                 ..ChangeInfo::default()
             },
             ChangeInfo {
                 id: "c-bb".into(),
                 session: SESSION.into(),
-                kind: "create".into(),
+                kind: ChangeKind::Create,
                 path: "notes.txt".into(),
                 reverted_ms: 1,
                 ..ChangeInfo::default()
@@ -558,7 +567,7 @@ fn the_side_panel() {
 fn the_80x24_layout() {
     let mut app = connected();
     let done = ToolCallInfo {
-        decision: "allow".into(),
+        decision: Decision::Allow.into(),
         output: "Filesystem      Size  Used Avail Use% Mounted on\n/dev/sda1        40G   37G  3.0G  92% /".into(),
         ..command("c1", "df -h /", "done")
     };
@@ -710,12 +719,12 @@ fn commands() {
         vec![
             SessionInfo {
                 id: "s-1".into(),
-                state: "finished".into(),
+                state: SessionState::Finished,
                 ..SessionInfo::default()
             },
             SessionInfo {
                 id: "s-2".into(),
-                state: "waiting-approval".into(),
+                state: SessionState::WaitingApproval,
                 title: "started by schedule disk".into(),
                 ..SessionInfo::default()
             },
@@ -814,4 +823,121 @@ fn no_snapshot_holds_a_secret() {
         seen += 1;
     }
     assert!(seen >= 7, "{seen} snapshots");
+}
+
+/// The modules a file's code (its tests left out) names: `super::x` and the groups of
+/// `use super::{…}` in a module file, `x::` in the folder's `mod.rs`. A name that is no
+/// module of the folder is an item of `mod.rs`.
+fn imports(stem: &str, code: &str, modules: &[String]) -> BTreeSet<String> {
+    fn ident(s: &str) -> &str {
+        let end = s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        &s[..end]
+    }
+    let mut names = Vec::new();
+    if stem == "mod" {
+        for (at, _) in code.match_indices("::") {
+            let before = &code[..at];
+            let start = before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            if !before[..start].ends_with("::") {
+                names.push(&before[start..]);
+            }
+        }
+        names.retain(|n| modules.iter().any(|m| m == n));
+    } else {
+        for (at, _) in code.match_indices("super::") {
+            let rest = &code[at + "super::".len()..];
+            let Some(group) = rest.strip_prefix('{') else {
+                names.push(ident(rest));
+                continue;
+            };
+            let mut depth = 0;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        names.push(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    names
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            if modules.iter().any(|m| m == n) {
+                n.to_string()
+            } else {
+                "mod".to_string()
+            }
+        })
+        .filter(|n| n != stem)
+        .collect()
+}
+
+/// Issue 15: no two files of the console import each other, directly or around a loop;
+/// the lower module never names the one that uses it.
+#[test]
+fn the_console_files_import_one_way() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui");
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if stem != "tests" {
+                files.insert(stem, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let modules: Vec<String> = files.keys().filter(|s| *s != "mod").cloned().collect();
+    assert!(modules.len() >= 9, "{modules:?}");
+    let graph: BTreeMap<String, BTreeSet<String>> = files
+        .iter()
+        .map(|(stem, text)| {
+            let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap();
+            let code: Vec<&str> = code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            (stem.clone(), imports(stem, &code.join("\n"), &modules))
+        })
+        .collect();
+    assert!(graph["app"].contains("chat"), "{graph:?}");
+    assert!(graph["mod"].contains("app"), "{graph:?}");
+
+    // Depth-first; a module met again while still on the path closes a loop.
+    fn visit(
+        at: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(at) {
+            return;
+        }
+        if let Some(i) = path.iter().position(|p| p == at) {
+            panic!("import loop: {} → {at}", path[i..].join(" → "));
+        }
+        path.push(at.to_string());
+        for next in &graph[at] {
+            visit(next, graph, path, done);
+        }
+        path.pop();
+        done.insert(at.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for stem in graph.keys() {
+        visit(stem, &graph, &mut Vec::new(), &mut done);
+    }
 }

@@ -10,6 +10,8 @@ use ratatui::{
     widgets::{Block, Borders, Clear, Padding, Paragraph},
 };
 
+use stakpak_proto::{DaemonState, Decision, ExecStatus, SessionState};
+
 use super::{
     app::{App, Focus, Popup, Suite},
     chat::{call_summary, one_line, plain_rows},
@@ -100,12 +102,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
 fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let (suite, color) = match &app.suite {
         Suite::Up(_) => {
-            let down = app
-                .panel
-                .daemons
-                .iter()
-                .filter(|d| d.state != "running")
-                .count();
+            let down = app.panel.daemons.iter().filter(|d| !d.is_running()).count();
             if down == 0 {
                 ("suite up".to_string(), Color::Green)
             } else {
@@ -257,7 +254,7 @@ fn draw_approvals(frame: &mut Frame<'_>, app: &App, area: Rect) {
         } else {
             "  "
         };
-        let why = if call.decision == "ask" {
+        let why = if call.decision.get() == Some(Decision::Ask) {
             let mut w = format!("warden ask · {}", call.rule);
             if !call.reason.is_empty() {
                 w.push_str(&format!(": {}", call.reason));
@@ -291,8 +288,8 @@ fn draw_approvals(frame: &mut Frame<'_>, app: &App, area: Rect) {
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let focused = app.focus == Focus::Input && app.popup.is_none();
-    let title = match app.session.as_ref().map(|s| s.info.state.as_str()) {
-        Some("waiting-user") => " answer ",
+    let title = match app.session.as_ref().map(|s| s.info.state) {
+        Some(SessionState::WaitingUser) => " answer ",
         Some(_) => " prompt · this session ",
         None => " prompt · new session ",
     };
@@ -367,11 +364,12 @@ fn section(title: &str) -> Line<'static> {
     )
 }
 
-fn daemon_color(state: &str) -> Color {
+/// Green when running, red when it did not answer, yellow in between.
+fn daemon_color(state: Option<DaemonState>) -> Color {
     match state {
-        "running" => Color::Green,
-        "down" => Color::Red,
-        _ => Color::Yellow,
+        Some(DaemonState::Running) => Color::Green,
+        None => Color::Red,
+        Some(_) => Color::Yellow,
     }
 }
 
@@ -388,13 +386,13 @@ pub fn panel_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         ));
     }
     for d in &app.panel.daemons {
-        let detail = if d.state == "running" {
+        let detail = if d.is_running() {
             d.detail.clone()
         } else {
-            format!("{} {}", d.state, d.detail)
+            format!("{} {}", d.state_name(), d.detail)
         };
         lines.push(Line::from(vec![
-            Span::styled("● ", Style::new().fg(daemon_color(&d.state))),
+            Span::styled("● ", Style::new().fg(daemon_color(d.state))),
             Span::raw(format!("{:<9}", d.name)),
             Span::styled(truncate(&detail, width.saturating_sub(11)), dim()),
         ]));
@@ -452,7 +450,7 @@ pub fn panel_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     lines.push(Line::default());
     lines.push(section(&format!("Tasks ({})", app.panel.tasks.len())));
     for t in &app.panel.tasks {
-        let color = if t.state == "running" {
+        let color = if t.state == ExecStatus::Running {
             Color::Blue
         } else {
             Color::Gray
@@ -461,7 +459,7 @@ pub fn panel_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             Span::styled(format!("{} ", t.state), Style::new().fg(color)),
             Span::raw(truncate(
                 &one_line(&t.command, width),
-                width.saturating_sub(t.state.len() + 1),
+                width.saturating_sub(t.state.as_str().len() + 1),
             )),
         ]));
     }
@@ -612,17 +610,18 @@ fn draw_popup(frame: &mut Frame<'_>, app: &App, area: Rect) {
             }
             for d in &app.panel.daemons {
                 lines.push(Line::from(vec![
-                    Span::styled("● ", Style::new().fg(daemon_color(&d.state))),
-                    Span::raw(format!("{:<9} {:<8} ", d.name, d.state)),
+                    Span::styled("● ", Style::new().fg(daemon_color(d.state))),
+                    Span::raw(format!("{:<9} {:<8} ", d.name, d.state_name())),
                     Span::styled(truncate(&d.detail, inner_width.saturating_sub(20)), dim()),
                 ]));
             }
             (" status ", lines)
         }
         Popup::Sessions { list, cursor } => {
+            // `as_str`: the enum's `Display` writes its name without the padding.
             let rows = list
                 .iter()
-                .map(|s| format!("{:<15} {:<16} {}", s.id, s.state, s.title));
+                .map(|s| format!("{:<15} {:<16} {}", s.id, s.state.as_str(), s.title));
             let lines = pick_list(rows, *cursor, "no sessions yet", inner_width);
             (" sessions · Enter attaches ", lines)
         }
