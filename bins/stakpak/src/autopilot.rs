@@ -10,8 +10,8 @@ use std::{io::Read, process::ExitCode, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use stakpak_proto::{
-    ChannelInfo, ChannelSpec, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerProxy, SecretsProxy,
-    run_outcome,
+    ChannelInfo, ChannelSpec, RunInfo, RunOutcome, ScheduleInfo, ScheduleSpec, SchedulerProxy,
+    SecretsProxy,
 };
 use stakpak_secrets::placeholder::SecretString;
 
@@ -330,7 +330,7 @@ fn render_channels(list: &[ChannelInfo]) -> String {
         out.push_str(&format!(
             "{:<8}  {:<12}  {:<19}  {:<11}  {:<10}  {}\n",
             c.spec.kind,
-            c.state,
+            c.state.as_str(),
             time(c.since_ms),
             if c.bot_user.is_empty() {
                 "-"
@@ -457,13 +457,13 @@ async fn execute(
                     return Ok(ExitCode::SUCCESS);
                 }
                 // A dry run is the check only: wait for it (its timeout bounds it).
-                while run.outcome == run_outcome::RUNNING {
+                while run.outcome == RunOutcome::Running {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     run = s.show_run(run.id.clone()).await.map_err(plain)?;
                 }
                 println!("{}", describe_run(&run));
-                return Ok(match run.outcome.as_str() {
-                    run_outcome::WOULD_RUN | run_outcome::WOULD_SKIP => ExitCode::SUCCESS,
+                return Ok(match run.outcome {
+                    RunOutcome::WouldRun | RunOutcome::WouldSkip => ExitCode::SUCCESS,
                     _ => ExitCode::FAILURE,
                 });
             }
@@ -516,12 +516,12 @@ fn render_schedules(list: &[ScheduleInfo]) -> String {
             s.spec.name,
             s.spec.cron,
             if s.spec.enabled { "yes" } else { "no" },
-            s.source,
+            s.source.as_str(),
             time(s.next_fire_ms),
             if s.last_run.id.is_empty() {
                 "-"
             } else {
-                &s.last_run.outcome
+                s.last_run.outcome.as_str()
             },
             time(s.last_run.started_ms),
         ));
@@ -535,17 +535,16 @@ fn render_runs(runs: &[RunInfo]) -> String {
         "RUN", "TRIGGER", "STARTED (UTC)", "OUTCOME", "CHECK", "SESSION"
     );
     for r in runs {
-        let check = if r.check_status.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{} {}", r.check_status, r.check_code)
+        let check = match r.check_status.get() {
+            None => "-".to_string(),
+            Some(status) => format!("{status} {}", r.check_code),
         };
         out.push_str(&format!(
             "{:<16} {:<9} {:<20} {:<18} {:<12} {}\n",
             r.id,
-            r.trigger,
+            r.trigger.as_str(),
             time(r.started_ms),
-            r.outcome,
+            r.outcome.as_str(),
             check,
             if r.session.is_empty() {
                 "-"
@@ -567,8 +566,8 @@ fn describe_run(r: &RunInfo) -> String {
         time(r.started_ms),
         time(r.ended_ms)
     );
-    if !r.check_status.is_empty() {
-        out.push_str(&format!("\n  check: {} {}", r.check_status, r.check_code));
+    if let Some(status) = r.check_status.get() {
+        out.push_str(&format!("\n  check: {status} {}", r.check_code));
         if !r.check_rule.is_empty() {
             out.push_str(&format!(" (rule {})", r.check_rule));
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
-use stakpak_proto::{ChangeInfo, Error as WireError, SandboxProxy};
+use stakpak_proto::{ChangeInfo, ChangeKind, Error as WireError, SandboxProxy};
 
 use crate::{locate, policy::EXIT_DENY, suite::Layout};
 
@@ -14,7 +14,7 @@ use crate::{locate, policy::EXIT_DENY, suite::Layout};
 struct Row {
     id: String,
     session: String,
-    kind: String,
+    kind: ChangeKind,
     path: String,
     created_ms: i64,
     reverted_ms: i64,
@@ -102,7 +102,7 @@ fn render_table(rows: &[Row]) -> String {
             "{:<id_w$}  {:<session_w$}  {:<6}  {:<path_w$}  {:<19}  {reverted}\n",
             r.id,
             r.session,
-            r.kind,
+            r.kind.as_str(),
             r.path,
             utc_ms(r.created_ms)
         ));
@@ -160,7 +160,7 @@ mod tests {
             Row {
                 id: "c-0123456789ab".into(),
                 session: "s1".into(),
-                kind: "edit".into(),
+                kind: ChangeKind::Edit,
                 path: "a/b.txt".into(),
                 created_ms: 1_764_209_645_123,
                 reverted_ms: 0,
@@ -169,7 +169,7 @@ mod tests {
             Row {
                 id: "c-ba9876543210".into(),
                 session: "cli".into(),
-                kind: "remove".into(),
+                kind: ChangeKind::Remove,
                 path: "x".into(),
                 created_ms: 0,
                 reverted_ms: 951_782_400_000,

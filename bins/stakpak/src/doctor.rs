@@ -18,7 +18,8 @@ use std::{
 
 use serde::Serialize;
 use stakpak_config::{AgentConfig, ConfigError, DEFAULT_PROFILE, KeySource};
-use stakpak_proto::{Daemon, DaemonState, LandlockStatus};
+use stakpak_proto::{Backend, Daemon, DaemonState, LandlockStatus};
+use stakpak_util::one_line;
 use zbus::Connection;
 
 use crate::{
@@ -521,27 +522,27 @@ fn daemon_check(
         }
     };
     let landlock = match s.landlock_abi {
-        0 => s.landlock.clone(),
+        0 => s.landlock.to_string(),
         abi => format!("{} (ABI {abi})", s.landlock),
     };
     let summary = format!(
         "{}, pid {}, version {}, Landlock {landlock}",
         s.state, s.pid, s.version
     );
-    match s.state.parse::<DaemonState>() {
-        Ok(DaemonState::Running) => {}
-        Ok(DaemonState::Starting | DaemonState::Reloading) => {
+    match s.state {
+        DaemonState::Running => {}
+        DaemonState::Starting | DaemonState::Reloading => {
             return Check::warn(
                 name,
                 summary,
                 "wait a few seconds and run stakpak doctor again",
             );
         }
-        _ => return Check::fail(name, summary, daemon_fix(ctx, daemon)),
+        DaemonState::Stopping => return Check::fail(name, summary, daemon_fix(ctx, daemon)),
     }
-    match s.landlock.parse::<LandlockStatus>() {
-        Ok(LandlockStatus::Enforced) => Check::ok(name, summary),
-        _ => Check::warn(
+    match s.landlock {
+        LandlockStatus::Enforced => Check::ok(name, summary),
+        LandlockStatus::Partial | LandlockStatus::NotEnforced => Check::warn(
             name,
             format!("{summary}: the daemon is not fully confined"),
             landlock_fix(),
@@ -871,24 +872,6 @@ fn read_toml(path: &Path) -> Result<Option<toml::Table>, String> {
     }
 }
 
-/// toml's messages are a small diagram; a report line wants the words.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with('|')
-                && !l.chars().all(|c| c == '^' || c.is_whitespace())
-                && !l
-                    .trim_start_matches(|c: char| c.is_ascii_digit())
-                    .trim_start()
-                    .starts_with('|')
-        })
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 /// How sandboxd's configuration uses Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerUse {
@@ -905,7 +888,8 @@ pub fn docker_use(config: &toml::Table) -> DockerUse {
     let backend = config
         .get("exec")
         .and_then(|e| e.get("backend"))
-        .and_then(toml::Value::as_str);
+        .and_then(toml::Value::as_str)
+        .and_then(|b| b.parse::<Backend>().ok());
     let section = config.get("docker").and_then(toml::Value::as_table);
     let enabled = section
         .and_then(|d| d.get("enabled"))
@@ -916,7 +900,7 @@ pub fn docker_use(config: &toml::Table) -> DockerUse {
         .and_then(toml::Value::as_str)
         .unwrap_or("/var/run/docker.sock");
     let socket = PathBuf::from(socket);
-    if backend == Some("docker") {
+    if backend == Some(Backend::Docker) {
         DockerUse::Default(socket)
     } else if section.is_some() && enabled {
         DockerUse::OnRequest(socket)

@@ -18,11 +18,13 @@ pub mod suite;
 pub mod systemd;
 pub mod tui;
 pub mod warden;
+pub mod wire_arg;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use stakpak_proto::{Backend, CheckKind, NetworkMode};
 
 use crate::suite::{Layout, Options, Placement};
 
@@ -199,11 +201,11 @@ pub enum SandboxCommand {
         /// through `HTTPS_PROXY`), `none` (own empty network namespace) or `host`; with the
         /// Docker backend, the container's network (`none`, `host` or `bridge`). Default:
         /// sandboxd's (`proxied` locally), the configured one in Docker.
-        #[arg(long, value_parser = ["proxied", "none", "host", "bridge"])]
-        network: Option<String>,
+        #[arg(long, value_parser = wire_arg::parser::<NetworkMode>())]
+        network: Option<NetworkMode>,
         /// `local` (Landlock and namespaces) or `docker`; default: sandboxd's configured one.
-        #[arg(long, value_parser = ["local", "docker"])]
-        backend: Option<String>,
+        #[arg(long, value_parser = wire_arg::parser::<Backend>())]
+        backend: Option<Backend>,
         /// Seconds before the command and everything it started are killed.
         #[arg(long, value_name = "SECS")]
         timeout: Option<f64>,
@@ -412,10 +414,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 command,
             } => {
                 let (kind, subject) = match (write, delete, request) {
-                    (Some(p), _, _) => ("write", p),
-                    (_, Some(p), _) => ("delete", p),
+                    (Some(p), _, _) => (CheckKind::Write, p),
+                    (_, Some(p), _) => (CheckKind::Delete, p),
                     (_, _, Some(line)) => (
-                        "request",
+                        CheckKind::Request,
                         policy::request_subject(&line, &headers, body.as_deref()),
                     ),
                     _ if command.is_empty() => {
@@ -423,7 +425,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             "nothing to check: give a command after `--`, --write/--delete PATH or --request 'METHOD URL'"
                         )
                     }
-                    _ => ("command", command.join(" ")),
+                    _ => (CheckKind::Command, command.join(" ")),
                 };
                 policy::check(
                     kind,
@@ -491,8 +493,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let args = sandbox::ExecArgs {
                 session: &session,
                 workdir: &workdir,
-                network: network.as_deref().unwrap_or(""),
-                backend: backend.as_deref().unwrap_or(""),
+                network,
+                backend,
                 timeout,
                 command: command.join(" "),
             };

@@ -8,10 +8,10 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use stakpak_policy::{Action, Decision, Policy, load::PolicyConfig};
-use stakpak_proto::{CheckReply, CheckRequest, WardenProxy};
+use stakpak_policy::{Action, Decision as LocalDecision, Policy, load::PolicyConfig};
+use stakpak_proto::{CheckKind, CheckReply, CheckRequest, Decision, WardenProxy};
 
 use crate::locate;
 
@@ -22,7 +22,7 @@ pub const EXIT_DENY: u8 = 4;
 /// What `check` prints with `--json`.
 #[derive(Debug, Serialize)]
 struct Output {
-    decision: String,
+    decision: Decision,
     rule: Option<String>,
     reason: String,
     action: String,
@@ -35,7 +35,7 @@ struct Output {
 struct MatchOut {
     rule: String,
     pack: String,
-    decision: String,
+    decision: Decision,
     reason: String,
     action: String,
 }
@@ -89,16 +89,25 @@ fn local_policy(
     loaded.map_err(|e| anyhow::anyhow!("the policy does not load: {e}"))
 }
 
-fn action_of(kind: &str, subject: &str) -> anyhow::Result<Action> {
+fn action_of(kind: CheckKind, subject: &str) -> anyhow::Result<Action> {
     Ok(match kind {
-        "write" => Action::Write(subject.to_string()),
-        "delete" => Action::Delete(subject.to_string()),
-        "request" => Action::Request(
+        CheckKind::Write => Action::Write(subject.to_string()),
+        CheckKind::Delete => Action::Delete(subject.to_string()),
+        CheckKind::Request => Action::Request(
             stakpak_policy::HttpRequest::parse_example(subject)
                 .map_err(|e| anyhow::anyhow!("the request does not parse: {e}"))?,
         ),
-        _ => Action::Command(subject.to_string()),
+        CheckKind::Command => Action::Command(subject.to_string()),
     })
+}
+
+/// The policy crate's verdict as the warden sends it.
+fn wire_decision(d: LocalDecision) -> Decision {
+    match d {
+        LocalDecision::Allow => Decision::Allow,
+        LocalDecision::Ask => Decision::Ask,
+        LocalDecision::Deny => Decision::Deny,
+    }
 }
 
 /// The request `stakpak policy check --request` judges, in the packs' example form:
@@ -118,7 +127,7 @@ pub fn request_subject(line: &str, headers: &[String], body: Option<&str>) -> St
 
 /// `stakpak policy check`.
 pub fn check(
-    kind: &str,
+    kind: CheckKind,
     subject: &str,
     json: bool,
     local: bool,
@@ -138,7 +147,7 @@ pub fn check(
                     let conn = target.connect().await?;
                     let warden = WardenProxy::new(&conn).await?;
                     let request = CheckRequest {
-                        kind: kind.to_string(),
+                        kind,
                         subject: subject.to_string(),
                         session: String::new(),
                     };
@@ -153,7 +162,7 @@ pub fn check(
             let policy = local_policy(&layout.config_dir, &[], true, true)?;
             let v = policy.check(&action_of(kind, subject)?);
             Output {
-                decision: v.decision.as_str().to_string(),
+                decision: wire_decision(v.decision),
                 rule: v.rule,
                 reason: v.reason,
                 action: v.action,
@@ -164,7 +173,7 @@ pub fn check(
                     .map(|m| MatchOut {
                         rule: m.rule,
                         pack: m.pack,
-                        decision: m.decision.as_str().to_string(),
+                        decision: wire_decision(m.decision),
                         reason: m.reason,
                         action: m.action,
                     })
@@ -183,11 +192,10 @@ pub fn check(
         println!("  reason: {}", out.reason);
         println!("  action: {}", out.action);
     }
-    Ok(match out.decision.parse::<Decision>() {
-        Ok(Decision::Allow) => ExitCode::SUCCESS,
-        Ok(Decision::Ask) => ExitCode::from(EXIT_ASK),
-        Ok(Decision::Deny) => ExitCode::from(EXIT_DENY),
-        Err(e) => bail!("the warden answered an unknown decision: {e}"),
+    Ok(match out.decision {
+        Decision::Allow => ExitCode::SUCCESS,
+        Decision::Ask => ExitCode::from(EXIT_ASK),
+        Decision::Deny => ExitCode::from(EXIT_DENY),
     })
 }
 
@@ -219,7 +227,7 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     struct Row<'a> {
         rule: &'a str,
         /// `command` (commands and file writes) or `request` (HTTP through the proxy).
-        kind: &'static str,
+        kind: CheckKind,
         decision: &'a str,
         pack: &'a str,
         source: &'a str,
@@ -231,7 +239,7 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .flat_map(|p| {
             let commands = p.rules.iter().map(move |r| Row {
                 rule: &r.id,
-                kind: "command",
+                kind: CheckKind::Command,
                 decision: r.decision.as_str(),
                 pack: &p.id,
                 source: &p.source,
@@ -239,7 +247,7 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             });
             let requests = p.requests.iter().map(move |r| Row {
                 rule: &r.id,
-                kind: "request",
+                kind: CheckKind::Request,
                 decision: r.decision.as_str(),
                 pack: &p.id,
                 source: &p.source,
@@ -257,7 +265,10 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     for r in &rows {
         println!(
             "{:<w$}  {:<7}  {:<8}  {}",
-            r.rule, r.kind, r.decision, r.reason
+            r.rule,
+            r.kind.as_str(),
+            r.decision,
+            r.reason
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -293,7 +304,7 @@ pub fn test(
         let cases: Vec<_> = all.iter().filter(|c| c.command.is_some()).collect();
         for case in &cases {
             let command = case.command.as_deref().unwrap_or_default();
-            let expected: Decision = case
+            let expected: LocalDecision = case
                 .expected
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -12,8 +12,8 @@ use std::{io::Write, path::Path, process::ExitCode};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use stakpak_proto::{
-    AgentProxy, SessionDetail, SessionInfo, StartRequest, ToolCallInfo, session_path,
-    session_state as st,
+    AgentProxy, SessionDetail, SessionInfo, SessionState as St, StartRequest, ToolCallInfo,
+    ToolCallState, session_path,
 };
 
 use crate::{locate, suite::Layout};
@@ -83,11 +83,9 @@ pub(crate) fn project_context(workdir: &Path) -> String {
     context
 }
 
-fn new_id() -> String {
-    let mut bytes = [0u8; 6];
-    let _ = getrandom::fill(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("s-{hex}")
+/// `s-` and 12 random hex digits; no randomness is an error, never an all-zero id.
+fn new_id() -> Result<String, stakpak_util::RandomError> {
+    stakpak_util::random::id("s")
 }
 
 /// A run: start or continue a session and follow it until it stops.
@@ -144,15 +142,15 @@ pub fn run(
                 }
                 let info = agent.wait_session(id.clone(), 1).await?;
                 let resumable = matches!(
-                    info.state.as_str(),
-                    st::INTERRUPTED | st::FAILED | st::CANCELLED | st::MAX_TURNS | st::PAUSED
+                    info.state,
+                    St::Interrupted | St::Failed | St::Cancelled | St::MaxTurns | St::Paused
                 ) && info.pending == 0;
                 let start = !prompt.is_empty()
                     || (resumable && !restarted)
-                    || (resumable && info.state != st::PAUSED);
-                (id.clone(), start && info.state != st::RUNNING)
+                    || (resumable && info.state != St::Paused);
+                (id.clone(), start && info.state != St::Running)
             }
-            None => (new_id(), true),
+            None => (new_id().context("cannot make a session id")?, true),
         };
 
         // Listen before starting, so nothing streamed is missed.
@@ -214,10 +212,10 @@ pub fn run(
                 }
                 info = agent.wait_session(id.clone(), 500) => {
                     let info = info?;
-                    if info.state == st::RUNNING {
+                    if info.state == St::Running {
                         continue;
                     }
-                    if info.state == st::WAITING_APPROVAL {
+                    if info.state == St::WaitingApproval {
                         if !json {
                             waiting_hint(&agent, &id).await?;
                         }
@@ -256,25 +254,28 @@ pub fn run(
 }
 
 fn exit_code(info: &SessionInfo) -> u8 {
-    match info.state.as_str() {
-        st::FINISHED | st::WAITING_USER => 0,
-        st::PAUSED if info.pending > 0 => EXIT_PAUSED,
-        st::PAUSED => 0,
-        st::MAX_TURNS => EXIT_MAX_TURNS,
-        _ => 1,
+    match info.state {
+        St::Finished | St::WaitingUser => 0,
+        St::Paused if info.pending > 0 => EXIT_PAUSED,
+        St::Paused => 0,
+        St::MaxTurns => EXIT_MAX_TURNS,
+        St::Running | St::WaitingApproval | St::Cancelled | St::Failed | St::Interrupted => 1,
     }
 }
 
 fn print_call(call: &ToolCallInfo) {
     let args: String = call.arguments.chars().take(200).collect();
-    match call.state.as_str() {
-        "proposed" => {}
-        "waiting-approval" => eprintln!(
+    match call.state {
+        ToolCallState::Proposed | ToolCallState::Approved => {}
+        ToolCallState::WaitingApproval => eprintln!(
             "⏸ {} {} {args}  (needs approval: {}; id {})",
             call.id, call.name, call.approval, call.id
         ),
-        "running" => eprintln!("▶ {} {args}", call.name),
-        "done" | "failed" | "denied" | "rejected" => {
+        ToolCallState::Running => eprintln!("▶ {} {args}", call.name),
+        ToolCallState::Done
+        | ToolCallState::Failed
+        | ToolCallState::Denied
+        | ToolCallState::Rejected => {
             let first: String = call
                 .output
                 .lines()
@@ -283,7 +284,6 @@ fn print_call(call: &ToolCallInfo) {
                 .join("\n    ");
             eprintln!("  {} {}: {}\n    {first}", call.name, call.state, call.id);
         }
-        _ => {}
     }
 }
 
@@ -292,7 +292,7 @@ async fn waiting_hint(agent: &AgentProxy<'_>, id: &str) -> anyhow::Result<()> {
     let waiting: Vec<&ToolCallInfo> = detail
         .tool_calls
         .iter()
-        .filter(|c| c.state == "waiting-approval")
+        .filter(|c| c.state == ToolCallState::WaitingApproval)
         .collect();
     if !waiting.is_empty() {
         eprintln!(
@@ -312,16 +312,16 @@ async fn finish_message(agent: &AgentProxy<'_>, info: &SessionInfo) -> anyhow::R
         "{} turns, {} input and {} output tokens",
         info.turns, info.input_tokens, info.output_tokens
     );
-    match info.state.as_str() {
-        st::FINISHED => eprintln!("session {} finished ({usage})", info.id),
-        st::PAUSED if info.pending > 0 => {
+    match info.state {
+        St::Finished => eprintln!("session {} finished ({usage})", info.id),
+        St::Paused if info.pending > 0 => {
             waiting_hint(agent, &info.id).await?;
             eprintln!(
                 "session {} paused: {} call(s) wait for approval; continue with stakpak -s {} --approve-all",
                 info.id, info.pending, info.id
             );
         }
-        st::WAITING_USER => eprintln!(
+        St::WaitingUser => eprintln!(
             "the agent asks: {}\nanswer with: stakpak -s {} \"your answer\"",
             info.reason, info.id
         ),
@@ -352,7 +352,9 @@ fn detail_json(d: &SessionDetail) -> serde_json::Value {
     serde_json::json!({
         "session": info_json(&d.info),
         "messages": d.messages.iter().map(|m| serde_json::json!({
-            "role": m.role, "text": m.text, "tool_calls": m.tool_calls, "created_ms": m.created_ms,
+            "role": m.role, "text": m.text,
+            // Comma-separated, as the JSON has always had it.
+            "tool_calls": m.tool_calls.join(","), "created_ms": m.created_ms,
         })).collect::<Vec<_>>(),
         "tool_calls": d.tool_calls.iter().map(|c| serde_json::json!({
             "id": c.id, "turn": c.turn, "name": c.name, "arguments": c.arguments,
@@ -388,7 +390,7 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
         println!(
             "{:<16} {:<17} {:>5} {:>9} {:<10} {}",
             s.id,
-            s.state,
+            s.state.as_str(),
             s.turns,
             s.input_tokens + s.output_tokens,
             s.profile,

@@ -3,7 +3,9 @@
 use std::{io::Write, os::fd::AsFd, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
-use stakpak_proto::{ExecRequest, SandboxProxy, TaskInfo, exec_status, zbus};
+use stakpak_proto::{
+    Backend, Decision, ExecRequest, ExecStatus, NetworkMode, Opt, SandboxProxy, TaskInfo, zbus,
+};
 
 use crate::{
     locate,
@@ -19,8 +21,10 @@ pub const EXIT_TIMEOUT: u8 = 124;
 pub struct ExecArgs<'a> {
     pub session: &'a str,
     pub workdir: &'a str,
-    pub network: &'a str,
-    pub backend: &'a str,
+    /// None: sandboxd's default for the backend.
+    pub network: Option<NetworkMode>,
+    /// None: sandboxd's configured backend.
+    pub backend: Option<Backend>,
     pub timeout: Option<Duration>,
     pub command: String,
 }
@@ -46,8 +50,8 @@ pub fn exec(
             .timeout
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
-        network: args.network.to_string(),
-        backend: args.backend.to_string(),
+        network: Opt::from(args.network),
+        backend: Opt::from(args.backend),
         env: Default::default(),
     };
     std::io::stdout().flush()?;
@@ -70,14 +74,14 @@ pub fn exec(
         })
         .with_context(|| format!("sandboxd of the {} did not run it", target.describe()))?;
     let mut stderr = std::io::stderr().lock();
-    let code = match reply.status.as_str() {
-        exec_status::EXITED => u8::try_from(reply.code).unwrap_or(1),
-        exec_status::SIGNALED => u8::try_from(128 + reply.code).unwrap_or(255),
-        exec_status::TIMED_OUT => {
+    let code = match reply.status {
+        ExecStatus::Exited => u8::try_from(reply.code).unwrap_or(1),
+        ExecStatus::Signaled => u8::try_from(128 + reply.code).unwrap_or(255),
+        ExecStatus::TimedOut => {
             writeln!(stderr, "stakpak: timed out")?;
             EXIT_TIMEOUT
         }
-        exec_status::DENIED => {
+        ExecStatus::Denied => {
             writeln!(
                 stderr,
                 "stakpak: refused ({}{}): {}",
@@ -89,13 +93,15 @@ pub fn exec(
                 },
                 reply.reason
             )?;
-            if reply.decision == "ask" {
+            if reply.decision.get() == Some(Decision::Ask) {
                 EXIT_ASK
             } else {
                 EXIT_DENY
             }
         }
-        other => bail!("sandboxd answered an unknown status {other:?}"),
+        other @ (ExecStatus::Cancelled | ExecStatus::Running | ExecStatus::Failed) => {
+            bail!("sandboxd answered an unknown status {:?}", other.as_str())
+        }
     };
     // Output secretd could not redact is withheld; the reason says so.
     if reply.reason.starts_with("output withheld") {
@@ -127,16 +133,9 @@ pub fn tasks(
         let list: Vec<serde_json::Value> = tasks.iter().map(task_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        print!("{}", render_tasks(&tasks, now_ms()));
+        print!("{}", render_tasks(&tasks, stakpak_util::now_ms()));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn task_json(t: &TaskInfo) -> serde_json::Value {
@@ -176,7 +175,7 @@ pub fn render_tasks(tasks: &[TaskInfo], now_ms: i64) -> String {
     );
     for t in tasks {
         let command: String = t.command.chars().take(60).collect();
-        let code = if t.state == exec_status::RUNNING {
+        let code = if t.state == ExecStatus::Running {
             "-".to_string()
         } else {
             t.code.to_string()

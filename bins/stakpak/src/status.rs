@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use stakpak_proto::{
-    AgentProxy, Daemon, DaemonStatus, SandboxProxy, SchedulerProxy, SecretsProxy, WardenProxy,
+    AgentProxy, Daemon, DaemonState, DaemonStatus, LandlockStatus, SandboxProxy, SchedulerProxy,
+    SecretsProxy, WardenProxy,
 };
 use zbus::Connection;
 
@@ -13,15 +14,38 @@ use crate::locate::Target;
 /// How long one daemon may take to answer before it is shown as unresponsive.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A daemon's state as `stakpak status` shows it: what it answered, or `down` when it did
+/// not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Up(DaemonState),
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up(state) => state.as_str(),
+            State::Down => "down",
+        }
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One row of `stakpak status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub daemon: String,
-    pub state: String,
+    pub state: State,
     pub pid: Option<u32>,
     pub version: Option<String>,
     pub uptime_ms: Option<u64>,
-    pub landlock: Option<String>,
+    pub landlock: Option<LandlockStatus>,
     pub landlock_abi: Option<u32>,
     pub restarts: Option<u32>,
     pub error: Option<String>,
@@ -38,7 +62,9 @@ pub struct Report {
 
 impl Report {
     pub fn all_running(&self) -> bool {
-        self.daemons.iter().all(|d| d.state == "running")
+        self.daemons
+            .iter()
+            .all(|d| d.state == State::Up(DaemonState::Running))
     }
 }
 
@@ -98,7 +124,7 @@ pub async fn report(target: &Target) -> anyhow::Result<Report> {
             match result {
                 Ok(s) => Row {
                     daemon: s.daemon,
-                    state: s.state,
+                    state: State::Up(s.state),
                     pid: Some(s.pid),
                     version: Some(s.version),
                     uptime_ms: Some(s.uptime_ms),
@@ -109,7 +135,7 @@ pub async fn report(target: &Target) -> anyhow::Result<Report> {
                 },
                 Err(e) => Row {
                     daemon: daemon.binary().to_string(),
-                    state: "down".to_string(),
+                    state: State::Down,
                     pid: None,
                     version: None,
                     uptime_ms: None,
@@ -155,13 +181,13 @@ pub fn render_table(report: &Report) -> String {
     for d in &report.daemons {
         rows.push([
             d.daemon.clone(),
-            d.state.clone(),
+            d.state.as_str().to_string(),
             d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             d.version.clone().unwrap_or_else(|| "-".into()),
             d.uptime_ms.map(format_uptime).unwrap_or_else(|| "-".into()),
             match (&d.landlock, d.landlock_abi) {
                 (Some(l), Some(abi)) if abi > 0 => format!("{l} (ABI {abi})"),
-                (Some(l), _) => l.clone(),
+                (Some(l), _) => l.to_string(),
                 _ => "-".into(),
             },
             d.restarts
@@ -227,18 +253,18 @@ mod tests {
             daemons: vec![
                 Row {
                     daemon: "stakpak-warden".into(),
-                    state: "running".into(),
+                    state: State::Up(DaemonState::Running),
                     pid: Some(42),
                     version: Some("0.1.0".into()),
                     uptime_ms: Some(5_000),
-                    landlock: Some("enforced".into()),
+                    landlock: Some(LandlockStatus::Enforced),
                     landlock_abi: Some(7),
                     restarts: Some(1),
                     error: None,
                 },
                 Row {
                     daemon: "stakpak-agent".into(),
-                    state: "down".into(),
+                    state: State::Down,
                     pid: None,
                     version: None,
                     uptime_ms: None,

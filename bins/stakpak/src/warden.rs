@@ -114,7 +114,7 @@ fn render(e: &RequestLogEntry, detailed: bool) -> String {
     let mut out = format!(
         "{}  {:<9}  {}  {}  {}\n",
         crate::secret::utc(e.ts_ms.div_euclid(1000)),
-        e.outcome,
+        e.outcome.as_str(),
         e.status,
         target(e),
         rule
@@ -191,6 +191,8 @@ fn to_json(e: &RequestLogEntry) -> serde_json::Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use stakpak_proto::{Decision, RequestOutcome};
+
     use super::*;
 
     #[test]
@@ -198,8 +200,8 @@ mod tests {
         let e = RequestLogEntry {
             seq: 3,
             ts_ms: 1_764_225_000_000,
-            outcome: "blocked".into(),
-            decision: "deny".into(),
+            outcome: RequestOutcome::Blocked,
+            decision: Decision::Deny.into(),
             rule: "k8s-api.delete-namespace".into(),
             reason: "no".into(),
             method: "DELETE".into(),
