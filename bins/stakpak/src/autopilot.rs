@@ -169,7 +169,7 @@ pub fn run(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     runtime.block_on(async {
         let conn = target.connect().await?;
         let proxy = SchedulerProxy::new(&conn).await?;

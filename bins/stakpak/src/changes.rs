@@ -63,7 +63,7 @@ pub fn revert(
 ) -> anyhow::Result<ExitCode> {
     let id = change_id.to_string();
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let reply = runtime.block_on(async {
         let conn = target.connect().await?;
         let sandbox = SandboxProxy::new(&conn)
@@ -126,7 +126,7 @@ where
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
     let target = locate::locate(bus_address, layout)?;
-    crate::locate::runtime()?.block_on(async {
+    crate::runtime::new()?.block_on(async {
         let conn = target.connect().await?;
         let sandbox = SandboxProxy::new(&conn)
             .await

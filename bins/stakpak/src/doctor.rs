@@ -228,7 +228,7 @@ pub fn run(
     let ctx = Place::resolve(bus_address, layout, explicit_config_dir);
     // Forks a child: done first, while this process has a single thread.
     let userns = check_user_namespaces(ctx.mode);
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let mut checks = Vec::new();
     if ctx.mode == Mode::Installed {
         checks.extend(check_units());

@@ -11,6 +11,7 @@ pub mod locate;
 pub mod logs;
 pub mod policy;
 pub mod run;
+pub mod runtime;
 pub mod sandbox;
 pub mod secret;
 pub mod status;
@@ -523,7 +524,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Status { json } => {
             let target = locate::locate(cli.bus_address.as_deref(), &layout)?;
-            let runtime = crate::locate::runtime()?;
+            let runtime = crate::runtime::new()?;
             let mut report = runtime.block_on(status::report(&target))?;
             // Installed: each unit's state as systemd sees it, and its restart count.
             let units = match target {

@@ -57,14 +57,6 @@ impl Target {
     }
 }
 
-/// The runtime every command that talks to the suite runs its calls on.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The unit folders where an installed suite's `stakpak.target` lives.
 const UNIT_DIRS: [&str; 3] = [
     "/etc/systemd/system",

@@ -141,7 +141,7 @@ pub fn check(
     };
     let out = match target {
         Some(target) => {
-            let runtime = crate::locate::runtime()?;
+            let runtime = crate::runtime::new()?;
             let reply = runtime
                 .block_on(async {
                     let conn = target.connect().await?;

@@ -96,7 +96,7 @@ pub fn run(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = crate::locate::runtime()?;
+    let rt = crate::runtime::new()?;
     rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -367,7 +367,7 @@ fn detail_json(d: &SessionDetail) -> serde_json::Value {
 /// `stakpak sessions list [--json]`.
 pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = crate::locate::runtime()?;
+    let rt = crate::runtime::new()?;
     let sessions = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -403,7 +403,7 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
 /// `stakpak sessions cancel ID`.
 pub fn cancel(id: &str, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = crate::locate::runtime()?;
+    let rt = crate::runtime::new()?;
     let info = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;
@@ -424,7 +424,7 @@ pub fn show(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let rt = crate::locate::runtime()?;
+    let rt = crate::runtime::new()?;
     let detail = rt.block_on(async {
         let conn = target.connect().await?;
         let agent = AgentProxy::new(&conn).await?;

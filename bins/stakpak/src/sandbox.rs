@@ -41,7 +41,7 @@ pub fn exec(
         bail!("nothing to run: give the command after `--`");
     }
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let request = ExecRequest {
         session: args.session.to_string(),
         command: args.command.clone(),
@@ -118,7 +118,7 @@ pub fn tasks(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let tasks = runtime
         .block_on(async {
             let conn = target.connect().await?;

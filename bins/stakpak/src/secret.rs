@@ -126,7 +126,7 @@ where
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     runtime.block_on(async {
         let conn = target.connect().await?;
         let secrets = SecretsProxy::new(&conn)

@@ -61,7 +61,7 @@ fn logs(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let entries = runtime.block_on(async {
         let conn = target.connect().await?;
         let warden = WardenProxy::new(&conn)

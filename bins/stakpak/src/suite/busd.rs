@@ -7,7 +7,7 @@ use tokio::{
     process::Child,
 };
 
-use super::{Layout, spawn};
+use super::{layout::Layout, spawn};
 
 /// A running private bus.
 #[derive(Debug)]

@@ -40,7 +40,7 @@ enum UpReport {
 /// Runs the supervisor in this process until SIGTERM/SIGINT. With `report_to_stdout` (the
 /// detached child), the outcome goes to stdout as one JSON line and stdout is closed after.
 pub fn up_foreground(opts: Options, report_to_stdout: bool) -> anyhow::Result<()> {
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     runtime.block_on(async {
         match Supervisor::start(opts).await {
             Ok((sup, report)) => {

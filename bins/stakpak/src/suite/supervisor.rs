@@ -25,8 +25,8 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
-    Layout, busd,
-    layout::{DaemonInfo, SuiteInfo},
+    busd,
+    layout::{DaemonInfo, Layout, SuiteInfo},
     notify::{self, NotifyMessage},
     spawn,
 };

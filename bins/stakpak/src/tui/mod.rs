@@ -82,7 +82,7 @@ pub fn on_terminal() -> bool {
 
 /// Runs the console until the operator quits.
 pub fn run(options: Options, layout: &Layout) -> anyhow::Result<ExitCode> {
-    let runtime = crate::locate::runtime()?;
+    let runtime = crate::runtime::new()?;
     let mut app = App::new(
         options.profile.clone().unwrap_or_default(),
         options.model.clone().unwrap_or_default(),
