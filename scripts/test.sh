@@ -117,7 +117,8 @@ fi
 if ((root)); then
     bash scripts/start-dockerd.sh
     bash scripts/docker-test-image.sh
-    say "nspawn root: $(bash scripts/nspawn-rootfs.sh)"
+    rootfs=$(bash scripts/nspawn-rootfs.sh)
+    say "nspawn root: $rootfs"
 else
     if ! has docker || ! docker -H unix:///var/run/docker.sock version >/dev/null 2>&1; then
         todo+=("a Docker engine on /var/run/docker.sock: sudo $here/start-dockerd.sh")
