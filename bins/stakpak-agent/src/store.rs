@@ -15,8 +15,7 @@ use stakpak_llm::{Message, Usage};
 use stakpak_proto::{
     MessageInfo, Role, SessionInfo, SessionState, ToolCallInfo, UnknownValue,
 };
-
-const SCHEMA_VERSION: i64 = 1;
+use stakpak_sqlite::{MigrateError, Migrations, Step};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -67,6 +66,10 @@ CREATE TABLE IF NOT EXISTS tool_calls (
 ) STRICT;
 ";
 
+/// Version 1 is the schema above, written with `IF NOT EXISTS` so that it holds on any file
+/// the first agents made.
+const MIGRATIONS: Migrations = Migrations::new(&[Step::Sql(SCHEMA)]);
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,10 +78,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error(
-        "session database {path} has schema version {found}, this agent knows {SCHEMA_VERSION}"
-    )]
-    Version { path: String, found: i64 },
+    #[error("session database {0}")]
+    Schema(#[from] MigrateError),
     #[error("session database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("session database holds a message that does not parse: {0}")]
@@ -166,7 +167,7 @@ impl Store {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
@@ -177,23 +178,7 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        match version {
-            0 => {
-                conn.execute_batch(SCHEMA).map_err(err)?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(err)?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(StoreError::Version {
-                    path: path.display().to_string(),
-                    found,
-                });
-            }
-        }
+        MIGRATIONS.apply(&mut conn, path)?;
         Ok(Store { conn })
     }
 

@@ -11,8 +11,7 @@ use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use stakpak_proto::{ChangeInfo, ChangeKind};
-
-const SCHEMA_VERSION: i64 = 1;
+use stakpak_sqlite::{MigrateError, Migrations, Step};
 
 const SCHEMA: &str = "
 CREATE TABLE changes (
@@ -32,6 +31,10 @@ CREATE TABLE changes (
 );
 CREATE INDEX changes_by_session ON changes (session, seq);
 ";
+
+/// Version 1 is the schema above; the file kept its version from the start, so a file at 0
+/// is a new one.
+const MIGRATIONS: Migrations = Migrations::new(&[Step::Sql(SCHEMA)]);
 
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +115,8 @@ pub(crate) enum DbError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("{path}: schema version {found} is newer than this sandboxd ({SCHEMA_VERSION})")]
-    Version { path: String, found: i64 },
+    #[error(transparent)]
+    Schema(#[from] MigrateError),
 }
 
 /// The open database.
@@ -140,25 +143,7 @@ impl ChangeDb {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        let tx = conn.transaction().map_err(err)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(err)?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA).map_err(err)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(err)?;
-            }
-            SCHEMA_VERSION => {}
-            found => {
-                return Err(DbError::Version {
-                    path: display,
-                    found,
-                });
-            }
-        }
-        tx.commit().map_err(err)?;
+        MIGRATIONS.apply(&mut conn, path)?;
         Ok(ChangeDb {
             conn,
             path: display,

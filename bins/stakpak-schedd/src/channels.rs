@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
+    db::MIGRATIONS,
     notify::{LogNotifier, Notification, Notifier},
     scheduler::now_ms,
     slack::{SlackChannel, SlackConfig, SlackToken, ThreadStore},
@@ -37,22 +38,6 @@ const CONSUMER: &str = "schedd";
 /// Longest pause between attempts to bring a stored channel up.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS channels (
-    kind TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    api_url TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS slack_threads (
-    channel TEXT NOT NULL,
-    thread_ts TEXT NOT NULL,
-    session TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    PRIMARY KEY (channel, thread_ts)
-) STRICT;
-";
-
 /// Why a channel operation failed; never carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -64,6 +49,8 @@ pub enum ChannelError {
     Refused(String),
     #[error("channel database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("channel database {0}")]
+    Schema(#[from] stakpak_sqlite::MigrateError),
 }
 
 impl ChannelError {
@@ -73,6 +60,7 @@ impl ChannelError {
             ChannelError::Invalid(m) | ChannelError::Refused(m) => E::InvalidArgument(m),
             ChannelError::Unavailable(m) => E::Unavailable(m),
             ChannelError::Sql(e) => E::Internal(format!("channel database: {e}")),
+            ChannelError::Schema(e) => E::Internal(format!("channel database {e}")),
         }
     }
 }
@@ -151,11 +139,11 @@ impl Channels {
     /// Opens the channel tables in `db` (schedd's database, shared with the scheduler's
     /// store through SQLite's own locking).
     pub fn open(db: &Path, own: OwnConnection) -> Result<Channels, ChannelError> {
-        let conn = Connection::open(db)?;
+        let mut conn = Connection::open(db)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        MIGRATIONS.apply(&mut conn, db)?;
         Ok(Channels {
             shared: Arc::new(Shared {
                 db: Mutex::new(conn),

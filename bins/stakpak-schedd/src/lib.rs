@@ -10,6 +10,7 @@
 
 mod channels;
 mod config;
+mod db;
 mod dbus;
 pub mod notify;
 mod profiles;

@@ -10,35 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use stakpak_proto::{RunInfo, run_outcome};
 
-use crate::schedule::Definition;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS schedules (
-    name TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
-    definition TEXT NOT NULL,
-    enabled INTEGER,
-    last_due_ms INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    schedule TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    due_ms INTEGER NOT NULL,
-    started_ms INTEGER NOT NULL,
-    ended_ms INTEGER NOT NULL DEFAULT 0,
-    check_status TEXT NOT NULL DEFAULT '',
-    check_code INTEGER NOT NULL DEFAULT 0,
-    check_rule TEXT NOT NULL DEFAULT '',
-    session TEXT NOT NULL DEFAULT '',
-    outcome TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs(schedule, started_ms);
-";
+use crate::{db::MIGRATIONS, schedule::Definition};
 
 /// Where a schedule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +47,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("schedule database {0}")]
+    Schema(#[from] stakpak_sqlite::MigrateError),
     #[error("schedule database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("schedule database holds a bad definition: {0}")]
@@ -115,12 +89,12 @@ impl Store {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        MIGRATIONS.apply(&mut conn, path)?;
         Ok(Store { conn })
     }
 
