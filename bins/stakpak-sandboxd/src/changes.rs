@@ -10,7 +10,6 @@
 use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use stakpak_proto::{ChangeInfo, ChangeKind};
 use stakpak_sqlite::{MigrateError, Migrations, Step};
 
 const SCHEMA: &str = "
@@ -86,24 +85,6 @@ pub(crate) struct Change {
     /// Where a revert of a `create` moved the created file.
     pub revert_backup: Option<String>,
     pub summary: String,
-}
-
-impl Change {
-    pub(crate) fn info(&self) -> ChangeInfo {
-        ChangeInfo {
-            id: self.id.clone(),
-            session: self.session.clone(),
-            kind: match self.kind {
-                Kind::Create => ChangeKind::Create,
-                Kind::Edit => ChangeKind::Edit,
-                Kind::Remove => ChangeKind::Remove,
-            },
-            path: self.path.clone(),
-            created_ms: self.created_ms,
-            reverted_ms: self.reverted_ms,
-            summary: self.summary.clone(),
-        }
-    }
 }
 
 /// Failures of the database, with the file they concern.

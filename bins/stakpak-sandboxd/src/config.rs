@@ -105,6 +105,64 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use stakpak_daemon::{DaemonConfig, LogConfig, Mode, Paths};
 
+/// A value of `sandboxd.toml` that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {} is not an absolute path", path.display())]
+    NotAbsolute { key: String, path: PathBuf },
+    #[error("{key}: {} may not contain `..`", path.display())]
+    ParentDir { key: String, path: PathBuf },
+    #[error("{key} must be greater than 0")]
+    Zero { key: &'static str },
+    #[error("exec.run_as: there is no user `{name}` (in {PASSWD})")]
+    NoSuchUser { name: String },
+    #[error("exec.env_allow: {name:?} is not a variable name")]
+    BadVariable { name: String },
+    #[error(
+        "exec.env_allow: {name:?} may not be set by a request (sandboxd sets it, or it loads code)"
+    )]
+    ReservedVariable { name: String },
+    #[error("exec.default_timeout_ms is above exec.max_timeout_ms")]
+    DefaultAboveMax,
+    #[error("limits.cgroup cannot change while sandboxd runs (it is \"{}\"); restart it", at_start.display())]
+    CgroupChanged { at_start: PathBuf },
+    #[error("exec.backend is \"docker\" but there is no enabled [docker] section")]
+    NoDockerSection,
+    #[error("docker.image must name an image already in the engine")]
+    NoImage,
+    #[error(
+        "docker.name_prefix: {name:?} must be 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+    )]
+    BadNamePrefix { name: String },
+    #[error("docker.mounts[{index}].target: {} would cover or sit inside the workspace or /tmp", target.display())]
+    ReservedTarget { index: usize, target: PathBuf },
+    #[error("docker.pids is too large")]
+    TooManyPids,
+    #[error("docker.cpus: {cpus} is not a positive number of CPUs")]
+    BadCpus { cpus: f64 },
+}
+
+/// Why no cgroup could be prepared for the runs' pids cgroups (logged, never an error of
+/// the configuration: see the module documentation).
+#[derive(Debug, thiserror::Error)]
+enum CgroupError {
+    #[error("no cgroup of sandboxd offers the pids controller")]
+    NoneOffered,
+    #[error("{} is not a cgroup directory", path.display())]
+    NotCgroup { path: PathBuf },
+    #[error("{} is not in a pids hierarchy", path.display())]
+    NotPids { path: PathBuf },
+    #[error("the pids controller is not available in {} (cgroup.controllers)", path.display())]
+    NoController { path: PathBuf },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// `sandboxd.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,16 +286,22 @@ impl Default for ExecConfig {
 impl ExecConfig {
     /// Settles `run_as_ids` from `run_as`, the mode, the text of `/etc/passwd` and whether
     /// this process may change uids.
-    fn settle_run_as(&mut self, mode: Mode, passwd: &str, can_switch: bool) -> Result<(), String> {
-        self.run_as_ids =
-            match self.run_as.as_deref() {
-                Some("") => None,
-                Some(name) => Some(user_ids(passwd, name).ok_or_else(|| {
-                    format!("exec.run_as: there is no user `{name}` (in {PASSWD})")
-                })?),
-                None if mode == Mode::Installed && can_switch => user_ids(passwd, DEFAULT_RUN_AS),
-                None => None,
-            };
+    fn settle_run_as(
+        &mut self,
+        mode: Mode,
+        passwd: &str,
+        can_switch: bool,
+    ) -> Result<(), ConfigError> {
+        self.run_as_ids = match self.run_as.as_deref() {
+            Some("") => None,
+            Some(name) => Some(
+                user_ids(passwd, name).ok_or_else(|| ConfigError::NoSuchUser {
+                    name: name.to_string(),
+                })?,
+            ),
+            None if mode == Mode::Installed && can_switch => user_ids(passwd, DEFAULT_RUN_AS),
+            None => None,
+        };
         Ok(())
     }
 }
@@ -305,18 +369,17 @@ impl LimitsConfig {
         RUN_CGROUPS.get().and_then(|(_, runs)| runs.clone())
     }
 
-    fn check_cgroup(&self) -> Result<(), String> {
+    fn check_cgroup(&self) -> Result<(), ConfigError> {
         if !self.cgroup.as_os_str().is_empty() && !self.cgroup.is_absolute() {
-            return Err(format!(
-                "limits.cgroup: {} is not an absolute path",
-                self.cgroup.display()
-            ));
+            return Err(ConfigError::NotAbsolute {
+                key: "limits.cgroup".into(),
+                path: self.cgroup.clone(),
+            });
         }
         match RUN_CGROUPS.get() {
-            Some((at_start, _)) if *at_start != self.cgroup => Err(format!(
-                "limits.cgroup cannot change while sandboxd runs (it is \"{}\"); restart it",
-                at_start.display()
-            )),
+            Some((at_start, _)) if *at_start != self.cgroup => Err(ConfigError::CgroupChanged {
+                at_start: at_start.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -335,7 +398,7 @@ fn settle(configured: &Path) -> Option<PathBuf> {
             .clone()
             .filter(|dir| has_word(&dir.join("cgroup.controllers"), "pids"))
             .or_else(|| own_cgroup_dir(&proc_cgroup, &mountinfo, Hierarchy::V1Pids))
-            .ok_or_else(|| "no cgroup of sandboxd offers the pids controller".to_owned())
+            .ok_or(CgroupError::NoneOffered)
     };
     match base.and_then(|base| prepare_runs(&base, own_v2.as_deref())) {
         Ok(runs) => {
@@ -402,9 +465,12 @@ fn has_word(file: &Path, word: &str) -> bool {
 
 /// Makes `base/runs` ready for per-command pids cgroups (see the module documentation);
 /// `own_v2` is sandboxd's own v2 cgroup, the only one it moves itself out of.
-fn prepare_runs(base: &Path, own_v2: Option<&Path>) -> Result<PathBuf, String> {
-    let err =
-        |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
+fn prepare_runs(base: &Path, own_v2: Option<&Path>) -> Result<PathBuf, CgroupError> {
+    let err = |what: &'static str, path: &Path, source: std::io::Error| CgroupError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
     let runs = base.join("runs");
     let mkdir = |dir: &Path| match std::fs::create_dir(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -415,19 +481,22 @@ fn prepare_runs(base: &Path, own_v2: Option<&Path>) -> Result<PathBuf, String> {
     if !base.join("cgroup.controllers").exists() {
         // cgroup v1: every cgroup of the pids hierarchy has the controller; no leaf rule.
         if !base.join("cgroup.procs").exists() {
-            return Err(format!("{} is not a cgroup directory", base.display()));
+            return Err(CgroupError::NotCgroup {
+                path: base.to_path_buf(),
+            });
         }
         mkdir(&runs)?;
         if !runs.join("pids.max").exists() {
-            return Err(format!("{} is not in a pids hierarchy", base.display()));
+            return Err(CgroupError::NotPids {
+                path: base.to_path_buf(),
+            });
         }
         return Ok(runs);
     }
     if !has_word(&base.join("cgroup.controllers"), "pids") {
-        return Err(format!(
-            "the pids controller is not available in {} (cgroup.controllers)",
-            base.display()
-        ));
+        return Err(CgroupError::NoController {
+            path: base.to_path_buf(),
+        });
     }
     let control = base.join("cgroup.subtree_control");
     if !has_word(&control, "pids") {
@@ -604,15 +673,15 @@ impl DockerSection {
         self.cpus.map(|c| (c * 1e9).round() as i64)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.image.trim().is_empty() {
-            return Err("docker.image must name an image already in the engine".into());
+            return Err(ConfigError::NoImage);
         }
         if !self.socket.is_absolute() {
-            return Err(format!(
-                "docker.socket: {} is not an absolute path",
-                self.socket.display()
-            ));
+            return Err(ConfigError::NotAbsolute {
+                key: "docker.socket".into(),
+                path: self.socket.clone(),
+            });
         }
         let name = &self.name_prefix;
         let valid_name = name.len() <= 64
@@ -624,26 +693,24 @@ impl DockerSection {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if !valid_name {
-            return Err(format!(
-                "docker.name_prefix: {name:?} must be 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
-            ));
+            return Err(ConfigError::BadNamePrefix { name: name.clone() });
         }
         for (i, m) in self.mounts.iter().enumerate() {
             for (what, path) in [("source", &m.source), ("target", &m.target)] {
                 if !path.is_absolute() {
-                    return Err(format!(
-                        "docker.mounts[{i}].{what}: {} is not an absolute path",
-                        path.display()
-                    ));
+                    return Err(ConfigError::NotAbsolute {
+                        key: format!("docker.mounts[{i}].{what}"),
+                        path: path.clone(),
+                    });
                 }
                 if path
                     .components()
                     .any(|c| matches!(c, std::path::Component::ParentDir))
                 {
-                    return Err(format!(
-                        "docker.mounts[{i}].{what}: {} may not contain `..`",
-                        path.display()
-                    ));
+                    return Err(ConfigError::ParentDir {
+                        key: format!("docker.mounts[{i}].{what}"),
+                        path: path.clone(),
+                    });
                 }
             }
             let covers = |r: &&str| {
@@ -651,10 +718,10 @@ impl DockerSection {
                 r.starts_with(&m.target) || m.target.starts_with(r)
             };
             if DOCKER_RESERVED_TARGETS.iter().any(covers) {
-                return Err(format!(
-                    "docker.mounts[{i}].target: {} would cover or sit inside the workspace or /tmp",
-                    m.target.display()
-                ));
+                return Err(ConfigError::ReservedTarget {
+                    index: i,
+                    target: m.target.clone(),
+                });
             }
         }
         if let Some(bad) = [
@@ -665,15 +732,15 @@ impl DockerSection {
         .iter()
         .find(|(_, v)| *v == 0)
         {
-            return Err(format!("{} must be greater than 0", bad.0));
+            return Err(ConfigError::Zero { key: bad.0 });
         }
         if i64::try_from(self.pids).is_err() {
-            return Err("docker.pids is too large".into());
+            return Err(ConfigError::TooManyPids);
         }
         if let Some(c) = self.cpus
             && !(c.is_finite() && c > 0.0 && c <= 1e6)
         {
-            return Err(format!("docker.cpus: {c} is not a positive number of CPUs"));
+            return Err(ConfigError::BadCpus { cpus: c });
         }
         Ok(())
     }
@@ -685,12 +752,10 @@ impl SandboxdConfig {
         self.docker.as_ref().filter(|d| d.enabled)
     }
 
-    fn check_docker(&self) -> Result<(), String> {
+    fn check_docker(&self) -> Result<(), ConfigError> {
         match self.docker() {
             Some(d) => d.check(),
-            None if self.exec.backend == Backend::Docker => {
-                Err("exec.backend is \"docker\" but there is no enabled [docker] section".into())
-            }
+            None if self.exec.backend == Backend::Docker => Err(ConfigError::NoDockerSection),
             None => Ok(()),
         }
     }
@@ -701,13 +766,25 @@ impl DaemonConfig for SandboxdConfig {
         &self.log
     }
 
+    /// The trait takes the message; [`SandboxdConfig::check`] says what is wrong.
     fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
+        self.check(paths).map_err(|e| e.to_string())
+    }
+}
+
+impl SandboxdConfig {
+    /// Checks every value and settles what depends on the host (hidden folders, the run-as
+    /// user, the cgroup).
+    fn check(&mut self, paths: &Paths) -> Result<(), ConfigError> {
         for (key, list) in [
             ("exec.hide", &self.exec.hide),
             ("exec.read_paths", &self.exec.read_paths),
         ] {
             if let Some(bad) = list.iter().find(|p| !p.is_absolute()) {
-                return Err(format!("{key}: {} is not an absolute path", bad.display()));
+                return Err(ConfigError::NotAbsolute {
+                    key: key.into(),
+                    path: bad.clone(),
+                });
             }
         }
         self.exec.hidden = crate::hidden::hidden_paths(paths, &self.exec.hide);
@@ -727,7 +804,7 @@ impl DaemonConfig for SandboxdConfig {
             ("files.grep_max_matches", self.files.grep_max_matches),
         ] {
             if value == 0 {
-                return Err(format!("{key} must be greater than 0"));
+                return Err(ConfigError::Zero { key });
             }
         }
         if let Some(bad) = e
@@ -735,22 +812,22 @@ impl DaemonConfig for SandboxdConfig {
             .iter()
             .find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         {
-            return Err(format!("exec.env_allow: {bad:?} is not a variable name"));
+            return Err(ConfigError::BadVariable { name: bad.clone() });
         }
         if let Some(bad) = e
             .env_allow
             .iter()
             .find(|n| n.starts_with("LD_") || ["PATH", "HOME", "TMPDIR"].contains(&n.as_str()))
         {
-            return Err(format!(
-                "exec.env_allow: {bad:?} may not be set by a request (sandboxd sets it, or it loads code)"
-            ));
+            return Err(ConfigError::ReservedVariable { name: bad.clone() });
         }
         if e.default_timeout_ms > e.max_timeout_ms {
-            return Err("exec.default_timeout_ms is above exec.max_timeout_ms".into());
+            return Err(ConfigError::DefaultAboveMax);
         }
         if e.output_cap == 0 {
-            return Err("exec.output_cap must be greater than 0".into());
+            return Err(ConfigError::Zero {
+                key: "exec.output_cap",
+            });
         }
         let passwd = std::fs::read_to_string(PASSWD).unwrap_or_default();
         self.exec
@@ -799,6 +876,7 @@ mod tests {
             c.exec
                 .settle_run_as(mode, passwd, can_switch)
                 .map(|()| c.exec.run_as_ids)
+                .map_err(|e| e.to_string())
         };
         let explicit = "[exec]\nrun_as = \"ops\"\n";
         type Case<'a> = (
@@ -981,7 +1059,10 @@ mod tests {
         std::fs::write(b.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
         std::fs::write(b.join("cgroup.subtree_control"), "cpu\n").unwrap();
         std::fs::write(b.join("cgroup.procs"), "").unwrap();
-        assert_eq!(prepare_runs(b, None), Ok(b.join("runs")));
+        assert_eq!(
+            prepare_runs(b, None).map_err(|e| e.to_string()),
+            Ok(b.join("runs"))
+        );
         assert_eq!(
             std::fs::read_to_string(b.join("cgroup.subtree_control")).unwrap(),
             "+pids"
@@ -993,7 +1074,7 @@ mod tests {
 
         std::fs::write(b.join("cgroup.controllers"), "cpu memory\n").unwrap();
         assert_eq!(
-            prepare_runs(b, None),
+            prepare_runs(b, None).map_err(|e| e.to_string()),
             Err(format!(
                 "the pids controller is not available in {} (cgroup.controllers)",
                 b.display()
@@ -1001,7 +1082,7 @@ mod tests {
         );
         let plain = tempfile::tempdir().unwrap();
         assert_eq!(
-            prepare_runs(plain.path(), None),
+            prepare_runs(plain.path(), None).map_err(|e| e.to_string()),
             Err(format!(
                 "{} is not a cgroup directory",
                 plain.path().display()

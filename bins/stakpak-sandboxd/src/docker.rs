@@ -5,7 +5,7 @@
 //! The connection is made lazily (a sandboxd without a running engine starts and serves the
 //! local backend), kept while `[docker]` stays the same, and made again after a reload that
 //! changes it. A failed connection is not kept: the next command tries again. The engine
-//! being absent or the image missing is [`Error::Unavailable`], naming the socket or image.
+//! being absent or the image missing is an [`Error::Docker`] naming the socket or image.
 //!
 //! Containers outlive sandboxd on purpose (see `config.rs`, "The Docker backend").
 
@@ -17,10 +17,9 @@ use std::{
     time::Duration,
 };
 
-use stakpak_proto::Error;
 use stakpak_sandbox::{
     Command, Outcome, Stream,
-    docker::{ContainerMode, DockerBackend, DockerConfig, DockerError, DockerMount, DockerNetwork},
+    docker::{ContainerMode, DockerBackend, DockerConfig, DockerMount, DockerNetwork},
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -30,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{DockerMode, DockerNetworkMode, DockerSection},
+    error::Error,
     output::Output,
 };
 
@@ -68,7 +68,7 @@ impl Engine {
         let socket = wanted.socket.clone();
         let backend =
             match tokio::time::timeout(CONNECT_TIMEOUT, DockerBackend::connect(wanted)).await {
-                Ok(connected) => Arc::new(connected.map_err(to_error)?),
+                Ok(connected) => Arc::new(connected?),
                 Err(_) => {
                     return Err(Error::Unavailable(format!(
                         "the Docker engine at {} did not answer within {} s",
@@ -132,7 +132,7 @@ impl Engine {
         while let Some((stream, bytes)) = queue.pop() {
             output.chunk(stream, bytes).await;
         }
-        result.map_err(to_error)
+        result.map_err(Error::from)
     }
 }
 
@@ -259,22 +259,6 @@ fn docker_config(
     config
 }
 
-/// The engine or image being unusable is `Unavailable` (an operator fixes it, not the
-/// caller); everything else is `Internal`. The messages name socket, image or container.
-fn to_error(e: DockerError) -> Error {
-    let message = format!("docker backend: {e}");
-    match e {
-        DockerError::EngineAbsent { .. }
-        | DockerError::Engine { .. }
-        | DockerError::ImageMissing { .. }
-        | DockerError::ImageUnsuitable { .. } => Error::Unavailable(message),
-        DockerError::BadSession(_) | DockerError::BadCwd(_) | DockerError::MissingCwd(_) => {
-            Error::InvalidArgument(message)
-        }
-        _ => Error::Internal(message),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -345,23 +329,5 @@ mod tests {
         assert_eq!(env, ["HOME=/workspaces/s1", "LANG=C"]);
         container_env(&mut command, "s1", DockerMode::PerSession);
         assert_eq!(command.env["HOME"], "/workspace");
-    }
-
-    #[test]
-    fn engine_and_image_problems_are_unavailable() {
-        let absent = to_error(DockerError::EngineAbsent {
-            socket: "/nope.sock".into(),
-        });
-        assert!(
-            matches!(&absent, Error::Unavailable(m) if m.contains("/nope.sock")),
-            "{absent:?}"
-        );
-        let image = to_error(DockerError::ImageMissing {
-            image: "img:9".into(),
-        });
-        assert!(
-            matches!(&image, Error::Unavailable(m) if m.contains("img:9")),
-            "{image:?}"
-        );
     }
 }

@@ -12,10 +12,9 @@ use std::{
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
-    time::Duration,
 };
 
-use stakpak_proto::{Error, WardenProxy, zbus};
+use crate::peers::{PeerError, Peers};
 
 /// Rule id of a refusal because the egress proxy is not there.
 pub const RULE_PROXY_UNAVAILABLE: &str = "sandboxd.proxy-unavailable";
@@ -71,6 +70,23 @@ pub(crate) fn bundle_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("egress")
 }
 
+/// Why a proxied run cannot have its proxy; the refusal's reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EgressError {
+    #[error(transparent)]
+    Warden(#[from] PeerError),
+    #[error(
+        "network proxied needs the warden's egress proxy, which is off ([proxy] enabled = false in warden.toml)"
+    )]
+    Off,
+    #[error("cannot write {}: {source}", path.display())]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Keeps the bundle in step with the warden's CA.
 #[derive(Debug, Default)]
 pub(crate) struct Trust {
@@ -82,27 +98,12 @@ impl Trust {
     /// Asks the warden where its proxy is, and (re)writes the bundle when its CA changed.
     pub(crate) async fn egress(
         &self,
-        connection: &zbus::Connection,
+        peers: &Peers,
         state_dir: &Path,
-        timeout: Duration,
-    ) -> Result<Egress, String> {
-        let info = tokio::time::timeout(timeout, async {
-            let warden = WardenProxy::new(connection).await.map_err(Error::from)?;
-            warden.proxy_info().await
-        })
-        .await
-        .map_err(|_| {
-            format!(
-                "the warden did not say where its egress proxy is within {} ms",
-                timeout.as_millis()
-            )
-        })?
-        .map_err(|e| format!("the warden did not say where its egress proxy is ({e})"))?;
+    ) -> Result<Egress, EgressError> {
+        let info = peers.proxy_info().await?;
         if !info.enabled || info.socket.is_empty() {
-            return Err(
-                "network proxied needs the warden's egress proxy, which is off ([proxy] enabled = false in warden.toml)"
-                    .into(),
-            );
+            return Err(EgressError::Off);
         }
         let bundle = bundle_dir(state_dir).join(BUNDLE);
         let stale = match self.written.lock() {
@@ -110,8 +111,10 @@ impl Trust {
             Err(_) => true,
         };
         if stale {
-            write_bundle(&bundle, &info.ca_pem)
-                .map_err(|e| format!("cannot write {}: {e}", bundle.display()))?;
+            write_bundle(&bundle, &info.ca_pem).map_err(|source| EgressError::Bundle {
+                path: bundle.clone(),
+                source,
+            })?;
             if let Ok(mut w) = self.written.lock() {
                 *w = Some(info.ca_pem);
             }

@@ -12,7 +12,7 @@
 //! or run, ends with one audit entry (`sandboxd`/`exec`) holding the command as sent.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     os::fd::{AsFd, OwnedFd},
     path::{Component, Path, PathBuf},
     sync::Arc,
@@ -21,10 +21,7 @@ use std::{
 
 use serde_json::{Value, json};
 use stakpak_audit::Recorder;
-use stakpak_proto::{
-    Backend as WireBackend, Caller, CheckKind, CheckReply, Decision, Error, ExecReply, ExecRequest,
-    ExecStatus, NetworkMode, SecretsProxy,
-};
+use stakpak_proto::{CheckKind, Decision, ExecStatus};
 use stakpak_sandbox::{
     Command, ExitKind, Limits, Network, ProxyRelay, Sandbox, SandboxConfig, Stream,
 };
@@ -35,9 +32,71 @@ use crate::{
     config::{Backend, LocalNetwork, SandboxdConfig},
     docker::Engine,
     egress::{self, RULE_PROXY_UNAVAILABLE, Trust},
+    error::Error,
     output::{Finished, Keep, LogFile, Output},
-    peers::{self, RULE_SECRETD_UNAVAILABLE},
+    peers::{Bus, Peers, RULE_SECRETD_UNAVAILABLE, Verdict},
 };
+
+/// One shell command to run in a session's workspace (`Exec`, `ExecStream`, `StartTask`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Request {
+    /// `[A-Za-z0-9_-]{1,64}`; names the workspace.
+    pub session: String,
+    /// As the agent wrote it, placeholders included.
+    pub command: String,
+    /// Relative to the workspace; empty: the workspace itself.
+    pub workdir: String,
+    /// 0: the default.
+    pub timeout_ms: u64,
+    /// `None`: the configured default of the backend.
+    pub network: Option<Net>,
+    /// `None`: `exec.backend`.
+    pub backend: Option<Backend>,
+    /// Variables to add; every name must be in `exec.env_allow`.
+    pub env: HashMap<String, String>,
+}
+
+/// The network a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Net {
+    /// Only the warden's egress proxy (the local sandbox).
+    Proxied,
+    None,
+    Host,
+    /// Docker's default bridge (the Docker backend).
+    Bridge,
+}
+
+impl Net {
+    fn name(self) -> &'static str {
+        match self {
+            Net::Proxied => "proxied",
+            Net::None => "none",
+            Net::Host => "host",
+            Net::Bridge => "bridge",
+        }
+    }
+}
+
+/// How a command ended, or why it did not run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub status: ExecStatus,
+    /// Exit code, signal number, or 0.
+    pub code: i32,
+    /// Redacted, up to the output cap.
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    /// `None` when the warden was never asked.
+    pub decision: Option<Decision>,
+    pub rule: String,
+    pub reason: String,
+    pub exec_id: String,
+    pub duration_ms: u64,
+    /// Workspace-relative path of the whole redacted output when it went past the cap.
+    pub artifact: String,
+}
 
 /// Variables passed through from sandboxd's own environment, with their fallbacks.
 const ENV_PASS: [(&str, &str); 2] = [
@@ -80,7 +139,9 @@ pub(crate) struct Prepared {
     pub session: String,
     /// The command as the caller sent it (placeholders, never values).
     pub command_as_sent: String,
-    pub verdict: CheckReply,
+    pub verdict: Verdict,
+    /// The other daemons, for the output's redaction.
+    pub peers: Peers,
     backend: Backend,
     sandbox: SandboxConfig,
     command: Command,
@@ -112,7 +173,7 @@ struct AuditContext {
 pub(crate) enum Prep {
     Ready(Box<Prepared>),
     /// Refused (warden, secretd); the reply says why and has been audited.
-    Refused(ExecReply),
+    Refused(Reply),
 }
 
 /// A new execution id: `x-` and 12 hex digits.
@@ -169,11 +230,11 @@ impl Executor {
     /// `Exec` and `ExecStream`: prepare, run, audit.
     pub(crate) async fn exec(
         &self,
-        request: ExecRequest,
-        caller: &Caller,
+        request: Request,
+        bus: &Bus,
         forward: Option<(OwnedFd, OwnedFd)>,
-    ) -> Result<ExecReply, Error> {
-        let prepared = match self.prepare(&request, caller, false).await? {
+    ) -> Result<Reply, Error> {
+        let prepared = match self.prepare(&request, bus, false).await? {
             Prep::Ready(p) => p,
             Prep::Refused(reply) => return Ok(reply),
         };
@@ -182,8 +243,7 @@ impl Executor {
         let rel = format!("{OUTPUT_DIR}/{}.log", prepared.exec_id);
         let output = Output::new(
             &prepared.session,
-            &caller.connection,
-            Duration::from_millis(config.exec.secretd_timeout_ms),
+            prepared.peers.clone(),
             Keep::Capped {
                 cap: config.exec.output_cap,
                 log: LogFile::new(&workspace, rel),
@@ -197,31 +257,25 @@ impl Executor {
     /// request is an error; a refusal is audited and returned as [`Prep::Refused`].
     pub(crate) async fn prepare(
         &self,
-        request: &ExecRequest,
-        caller: &Caller,
+        request: &Request,
+        bus: &Bus,
         task: bool,
     ) -> Result<Prep, Error> {
         let config = self.config();
         let checked = check_request(request, &config, task)?;
         let audit = AuditContext {
-            caller: caller.name.clone(),
-            uid: stakpak_daemon::caller_uid(caller).await,
+            caller: bus.caller().to_string(),
+            uid: bus.caller_uid().await,
             task,
             started: Instant::now(),
         };
         let exec_id = new_id("x");
-        let ms = Duration::from_millis;
-        let connection = &caller.connection;
+        let peers = bus.peers(&config.exec);
 
         // (a) The warden's verdict; anything but a clear `allow` refuses.
-        let verdict = match peers::warden_allows(
-            connection,
-            CheckKind::Command,
-            &request.command,
-            &checked.session,
-            ms(config.exec.warden_timeout_ms),
-        )
-        .await
+        let verdict = match peers
+            .check(CheckKind::Command, &request.command, &checked.session)
+            .await
         {
             Ok(v) => v,
             Err(r) => {
@@ -237,19 +291,19 @@ impl Executor {
         // mounted into them, `docker.rs`); without the proxy they just do not.
         let proxied = checked.backend == Backend::Local && checked.network == Network::Proxied;
         let found = if proxied || checked.backend == Backend::Docker {
-            let timeout = ms(config.exec.warden_timeout_ms);
-            Some(
-                self.trust
-                    .egress(connection, &self.state_dir, timeout)
-                    .await,
-            )
+            Some(self.trust.egress(&peers, &self.state_dir).await)
         } else {
             None
         };
         let (egress, container_egress) = match (checked.backend, found) {
             (Backend::Local, Some(Ok(e))) => (Some(e), None),
-            (Backend::Local, Some(Err(reason))) => {
-                let reply = denied(&exec_id, Decision::Deny, RULE_PROXY_UNAVAILABLE, reason);
+            (Backend::Local, Some(Err(why))) => {
+                let reply = denied(
+                    &exec_id,
+                    Decision::Deny,
+                    RULE_PROXY_UNAVAILABLE,
+                    why.to_string(),
+                );
                 self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
                 return Ok(Prep::Refused(reply));
             }
@@ -259,50 +313,20 @@ impl Executor {
 
         // (b) Placeholders to values: the command's through the environment, the extra
         // variables' in place.
-        let resolved = tokio::time::timeout(ms(config.exec.secretd_timeout_ms), async {
-            let secrets = SecretsProxy::new(connection).await.map_err(Error::from)?;
-            let command = secrets
-                .resolve(checked.session.clone(), request.command.clone(), true)
-                .await?;
-            let mut extra = BTreeMap::new();
-            for (name, value) in &request.env {
-                let value = if value.contains("{{") || value.contains("[REDACTED") {
-                    secrets
-                        .resolve(checked.session.clone(), value.clone(), false)
-                        .await?
-                        .text
-                } else {
-                    value.clone()
-                };
-                extra.insert(name.clone(), value);
-            }
-            Ok::<_, Error>((command, extra))
-        })
-        .await;
-        let (resolved, extra_env) = match resolved {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return Ok(self.refuse_unresolved(
+        let resolved = match peers
+            .resolve_command(&checked.session, &request.command, &request.env)
+            .await
+        {
+            Ok(r) => r,
+            Err(why) => {
+                let reply = denied(
                     &exec_id,
-                    &checked,
-                    request,
-                    &audit,
-                    &verdict,
-                    format!("secretd could not resolve the command's placeholders: {e}"),
-                ));
-            }
-            Err(_) => {
-                return Ok(self.refuse_unresolved(
-                    &exec_id,
-                    &checked,
-                    request,
-                    &audit,
-                    &verdict,
-                    format!(
-                        "secretd did not answer within {} ms",
-                        config.exec.secretd_timeout_ms
-                    ),
-                ));
+                    verdict.decision,
+                    RULE_SECRETD_UNAVAILABLE,
+                    why.to_string(),
+                );
+                self.record(&exec_id, &checked.session, &request.command, &audit, &reply);
+                return Ok(Prep::Refused(reply));
             }
         };
 
@@ -314,7 +338,7 @@ impl Executor {
         if let Some(rel) = &checked.workdir {
             create_dir(&workspace.join(rel))?;
         }
-        let mut env = extra_env;
+        let mut env = resolved.extra_env;
         env.extend(resolved.env);
         for (name, fallback) in ENV_PASS {
             let value = std::env::var(name).unwrap_or_else(|_| fallback.to_string());
@@ -358,7 +382,7 @@ impl Executor {
             }),
         };
         let command = Command {
-            shell: resolved.text,
+            shell: resolved.command,
             env,
             cwd: checked.workdir.clone(),
             timeout: checked.timeout,
@@ -368,25 +392,12 @@ impl Executor {
             session: checked.session,
             command_as_sent: request.command.clone(),
             verdict,
+            peers,
             backend: checked.backend,
             sandbox,
             command,
             audit,
         })))
-    }
-
-    fn refuse_unresolved(
-        &self,
-        exec_id: &str,
-        checked: &Checked,
-        request: &ExecRequest,
-        audit: &AuditContext,
-        verdict: &CheckReply,
-        reason: String,
-    ) -> Prep {
-        let reply = denied(exec_id, verdict.decision, RULE_SECRETD_UNAVAILABLE, reason);
-        self.record(exec_id, &checked.session, &request.command, audit, &reply);
-        Prep::Refused(reply)
     }
 
     /// Runs a prepared command, streaming its output through `output`, until it ends, times
@@ -396,12 +407,13 @@ impl Executor {
         prepared: Prepared,
         cancel: Option<Arc<OwnedFd>>,
         mut output: Output,
-    ) -> Result<ExecReply, Error> {
+    ) -> Result<Reply, Error> {
         let Prepared {
             exec_id,
             session,
             command_as_sent,
             verdict,
+            peers: _,
             backend,
             sandbox,
             command,
@@ -434,13 +446,13 @@ impl Executor {
         let outcome = match started {
             Ok(outcome) => outcome,
             Err(e) => {
-                let reply = ExecReply {
+                let reply = Reply {
                     status: ExecStatus::Failed,
-                    reason: error_message(&e),
-                    decision: verdict.decision.into(),
+                    reason: e.to_string(),
+                    decision: Some(verdict.decision),
                     rule: verdict.rule,
                     exec_id: exec_id.clone(),
-                    ..ExecReply::default()
+                    ..Reply::default()
                 };
                 self.record(&exec_id, &session, &command_as_sent, &audit, &reply);
                 return Err(e);
@@ -452,15 +464,15 @@ impl Executor {
             ExitKind::TimedOut => (ExecStatus::TimedOut, 0),
             ExitKind::Cancelled => (ExecStatus::Cancelled, 0),
         };
-        let mut reply = ExecReply {
+        let mut reply = Reply {
             status,
             code,
-            decision: verdict.decision.into(),
+            decision: Some(verdict.decision),
             rule: verdict.rule,
             reason: verdict.reason,
             exec_id: exec_id.clone(),
             duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-            ..ExecReply::default()
+            ..Reply::default()
         };
         match output.finish().await {
             Ok(Finished {
@@ -490,16 +502,18 @@ impl Executor {
         session: &str,
         command_as_sent: &str,
         audit: &AuditContext,
-        reply: &ExecReply,
+        reply: &Reply,
     ) {
         let duration_ms = u64::try_from(audit.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The audit format has always held the decision's name, empty when there was none.
+        let decision = reply.decision.map(Decision::as_str).unwrap_or_default();
         info!(
             exec_id = %exec_id,
             session = %session,
             caller = %audit.caller,
             uid = audit.uid.map(i64::from).unwrap_or(-1),
             command = %command_as_sent,
-            decision = %reply.decision,
+            decision = %decision,
             rule = %reply.rule,
             status = %reply.status,
             code = reply.code,
@@ -516,9 +530,9 @@ impl Executor {
             ("caller", json!(audit.caller)),
             ("uid", json!(audit.uid)),
             ("command", json!(command_as_sent)),
-            ("decision", json!(reply.decision)),
+            ("decision", json!(decision)),
             ("rule", json!(reply.rule)),
-            ("status", json!(reply.status)),
+            ("status", json!(reply.status.as_str())),
             ("code", json!(reply.code)),
             ("duration_ms", json!(duration_ms)),
             ("task", json!(audit.task)),
@@ -530,14 +544,14 @@ impl Executor {
     }
 }
 
-fn denied(exec_id: &str, decision: Decision, rule: &str, reason: String) -> ExecReply {
-    ExecReply {
+fn denied(exec_id: &str, decision: Decision, rule: &str, reason: String) -> Reply {
+    Reply {
         status: ExecStatus::Denied,
-        decision: decision.into(),
+        decision: Some(decision),
         rule: rule.into(),
         reason,
         exec_id: exec_id.into(),
-        ..ExecReply::default()
+        ..Reply::default()
     }
 }
 
@@ -576,18 +590,6 @@ async fn run_local(
     }
 }
 
-/// The message of an error this module makes, for a reply's `reason`.
-fn error_message(e: &Error) -> String {
-    match e {
-        Error::InvalidConfig(m)
-        | Error::InvalidArgument(m)
-        | Error::PermissionDenied(m)
-        | Error::Unavailable(m)
-        | Error::Internal(m) => m.clone(),
-        Error::ZBus(e) => e.to_string(),
-    }
-}
-
 fn create_dir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))
@@ -605,24 +607,24 @@ pub(crate) fn valid_session(session: &str) -> bool {
 /// the containers have (a container's network is `docker.network`, fixed when it is made,
 /// so a command never gets more or less network than it asked for), a session that can
 /// name a container.
-fn check_docker_request(request: &ExecRequest, config: &SandboxdConfig) -> Result<(), Error> {
+fn check_docker_request(request: &Request, config: &SandboxdConfig) -> Result<(), Error> {
     let Some(docker) = config.docker() else {
         return Err(Error::InvalidArgument(
             "backend \"docker\" is not configured in sandboxd.toml ([docker])".into(),
         ));
     };
     let network = docker.network.as_str();
-    match request.network.get() {
+    match request.network {
         None => {}
-        Some(asked) if asked.as_str() == network => {}
-        Some(asked @ (NetworkMode::None | NetworkMode::Host | NetworkMode::Bridge)) => {
-            let asked = asked.as_str();
+        Some(asked) if asked.name() == network => {}
+        Some(asked @ (Net::None | Net::Host | Net::Bridge)) => {
+            let asked = asked.name();
             return Err(Error::InvalidArgument(format!(
                 "network {asked:?} cannot be had with the docker backend, whose containers have network {network:?} (docker.network); ask for {network:?} or leave network empty"
             )));
         }
         Some(other) => {
-            let other = other.as_str();
+            let other = other.name();
             return Err(Error::InvalidArgument(format!(
                 "network {other:?} is not one of none, host, bridge"
             )));
@@ -642,11 +644,7 @@ fn check_docker_request(request: &ExecRequest, config: &SandboxdConfig) -> Resul
     Ok(())
 }
 
-fn check_request(
-    request: &ExecRequest,
-    config: &SandboxdConfig,
-    task: bool,
-) -> Result<Checked, Error> {
+fn check_request(request: &Request, config: &SandboxdConfig, task: bool) -> Result<Checked, Error> {
     if !valid_session(&request.session) {
         return Err(Error::InvalidArgument(
             "session must be 1 to 64 of A-Z a-z 0-9 _ -".into(),
@@ -670,23 +668,19 @@ fn check_request(
         }
         Some(rel)
     };
-    let backend = match request.backend.get() {
-        None => config.exec.backend,
-        Some(WireBackend::Local) => Backend::Local,
-        Some(WireBackend::Docker) => Backend::Docker,
-    };
+    let backend = request.backend.unwrap_or(config.exec.backend);
     let network = match backend {
-        Backend::Local => match request.network.get() {
+        Backend::Local => match request.network {
             None => match config.exec.network {
                 LocalNetwork::Proxied => Network::Proxied,
                 LocalNetwork::None => Network::None,
                 LocalNetwork::Host => Network::Host,
             },
-            Some(NetworkMode::Proxied) => Network::Proxied,
-            Some(NetworkMode::None) => Network::None,
-            Some(NetworkMode::Host) => Network::Host,
+            Some(Net::Proxied) => Network::Proxied,
+            Some(Net::None) => Network::None,
+            Some(Net::Host) => Network::Host,
             Some(other) => {
-                let other = other.as_str();
+                let other = other.name();
                 return Err(Error::InvalidArgument(format!(
                     "network {other:?} is not one of proxied, none, host"
                 )));
@@ -729,18 +723,27 @@ fn check_request(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn req(session: &str, workdir: &str, network: &str, timeout_ms: u64) -> ExecRequest {
-        ExecRequest {
+    fn net(name: &str) -> Option<Net> {
+        match name {
+            "" => None,
+            "proxied" => Some(Net::Proxied),
+            "none" => Some(Net::None),
+            "host" => Some(Net::Host),
+            "bridge" => Some(Net::Bridge),
+            other => panic!("no network {other}"),
+        }
+    }
+
+    fn req(session: &str, workdir: &str, network: &str, timeout_ms: u64) -> Request {
+        Request {
             session: session.into(),
             command: "true".into(),
             workdir: workdir.into(),
             timeout_ms,
-            network: network.parse().unwrap(),
-            ..ExecRequest::default()
+            network: net(network),
+            ..Request::default()
         }
     }
 
@@ -755,8 +758,8 @@ mod tests {
 
     #[test]
     fn docker_requests() {
-        let docker = |network: &str, session: &str| ExecRequest {
-            backend: WireBackend::Docker.into(),
+        let docker = |network: &str, session: &str| Request {
+            backend: Some(Backend::Docker),
             ..req(session, "", network, 0)
         };
         let local = SandboxdConfig::default();
@@ -797,8 +800,8 @@ mod tests {
                 .backend,
             Backend::Docker
         );
-        let local = ExecRequest {
-            backend: WireBackend::Local.into(),
+        let local = Request {
+            backend: Some(Backend::Local),
             ..req("s", "", "bridge", 0)
         };
         assert!(check_request(&local, &config, false).is_err());
@@ -829,7 +832,7 @@ mod tests {
             req("s", "", "bridge", 0),
             req("s", "", "", u64::MAX),
             req("../s", "", "", 0),
-            ExecRequest {
+            Request {
                 env: HashMap::from([("LD_PRELOAD".into(), "/x.so".into())]),
                 ..req("s", "", "", 0)
             },

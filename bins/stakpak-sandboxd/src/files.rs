@@ -35,7 +35,7 @@ use std::{
     },
     path::{Component, Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use rustix::{
@@ -43,19 +43,55 @@ use rustix::{
     io::Errno,
 };
 use sha2::{Digest, Sha256};
-use stakpak_proto::{
-    Caller, ChangeInfo, CheckKind, Error, SecretsProxy, ViewKind, ViewReply, ViewRequest, zbus,
-};
+use stakpak_proto::CheckKind;
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::{
     changes::{Change, ChangeDb, Kind},
     config::SandboxdConfig,
+    error::Error,
     exec::valid_session,
-    peers,
+    peers::{Bus, PeerError, Peers},
     view::{self, Candidate},
 };
+
+/// `View`: a file (line range, size cap), a directory tree (depth) or a grep over a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ViewAsk {
+    pub session: String,
+    /// Relative to the workspace (an absolute path must lie inside it); empty: the workspace.
+    pub path: String,
+    /// 1-based; 0: from the start.
+    pub start_line: u32,
+    /// Inclusive; 0: to the end.
+    pub end_line: u32,
+    /// 0: the configured cap.
+    pub max_bytes: u64,
+    /// 0: the default.
+    pub depth: u32,
+    /// A regular expression; empty: no grep.
+    pub grep: String,
+}
+
+/// What `View` showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    File,
+    Dir,
+    Grep,
+}
+
+/// What `View` found, redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Viewed {
+    pub shown: Shown,
+    pub content: String,
+    /// Whether the size cap or depth cut anything.
+    pub truncated: bool,
+    /// Lines of the file or matches of the grep; entries of the tree.
+    pub total: u64,
+}
 
 /// Largest file `StrReplace` reads (and `Create` overwrites with a backup).
 const EDIT_MAX: u64 = 64 << 20;
@@ -95,11 +131,7 @@ impl Files {
         Arc::clone(&self.config.borrow())
     }
 
-    pub(crate) async fn view(
-        &self,
-        request: ViewRequest,
-        caller: &Caller,
-    ) -> Result<ViewReply, Error> {
+    pub(crate) async fn view(&self, request: ViewAsk, bus: &Bus) -> Result<Viewed, Error> {
         check_session(&request.session)?;
         let config = self.config();
         let cap = config.files.view_max_bytes;
@@ -108,14 +140,15 @@ impl Files {
             n => n.min(cap),
         })
         .unwrap_or(usize::MAX);
-        let timeout = Duration::from_millis(config.exec.secretd_timeout_ms);
+        let peers = bus.peers(&config.exec);
         let redact = |text: String| {
             let session = request.session.clone();
+            let peers = &peers;
             async move {
                 if text.is_empty() {
                     return Ok(text);
                 }
-                peers::redact(&caller.connection, &session, text, timeout).await
+                peers.redact(&session, text).await.map_err(Error::from)
             }
         };
         let grep = if request.grep.is_empty() {
@@ -188,8 +221,8 @@ impl Files {
                 text.push('\n');
             }
             let page = view::cap_lines(&text, max_bytes);
-            return Ok(ViewReply {
-                kind: ViewKind::Grep,
+            return Ok(Viewed {
+                shown: Shown::Grep,
                 content: page.content,
                 truncated: truncated || page.truncated,
                 total,
@@ -211,8 +244,8 @@ impl Files {
             .await?;
             let redacted = redact(tree.content).await?;
             let page = view::cap_lines(&redacted, max_bytes);
-            return Ok(ViewReply {
-                kind: ViewKind::Dir,
+            return Ok(Viewed {
+                shown: Shown::Dir,
                 content: page.content,
                 truncated: tree.truncated || page.truncated,
                 total: tree.entries,
@@ -240,8 +273,8 @@ impl Files {
             }
         })
         .await?;
-        let binary = |len: u64| ViewReply {
-            kind: ViewKind::File,
+        let binary = |len: u64| Viewed {
+            shown: Shown::File,
             content: format!("{}: binary file of {len} bytes, not shown\n", opened.rel),
             truncated: false,
             total: 0,
@@ -255,26 +288,26 @@ impl Files {
                     .map_err(|_| Error::Internal("file changed while read".into()))?;
                 let redacted = redact(text).await?;
                 let total = redacted.lines().count() as u64;
-                let (first, last) =
-                    view::line_range(start, end, total).map_err(Error::InvalidArgument)?;
+                let (first, last) = view::line_range(start, end, total)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 let count = usize::try_from((last + 1).saturating_sub(first)).unwrap_or(usize::MAX);
                 let skip = usize::try_from(first - 1).unwrap_or(usize::MAX);
                 let page =
                     view::number_lines(redacted.lines().skip(skip).take(count), first, max_bytes);
-                Ok(ViewReply {
-                    kind: ViewKind::File,
+                Ok(Viewed {
+                    shown: Shown::File,
                     content: page.content,
                     truncated: page.truncated,
                     total,
                 })
             }
             Read::Range { text, total, cut } => {
-                let (first, _) =
-                    view::line_range(start, end, total).map_err(Error::InvalidArgument)?;
+                let (first, _) = view::line_range(start, end, total)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 let redacted = redact(text).await?;
                 let page = view::number_lines(redacted.lines(), first, max_bytes);
-                Ok(ViewReply {
-                    kind: ViewKind::File,
+                Ok(Viewed {
+                    shown: Shown::File,
                     content: page.content,
                     truncated: page.truncated || cut,
                     total,
@@ -288,22 +321,22 @@ impl Files {
         session: String,
         path: String,
         content: String,
-        caller: &Caller,
-    ) -> Result<ChangeInfo, Error> {
+        bus: &Bus,
+    ) -> Result<Change, Error> {
         check_session(&session)?;
-        let config = self.config();
+        let peers = bus.peers(&self.config().exec);
         let judged = self
-            .judge(&config, caller, CheckKind::Write, &session, &path)
+            .judge(&peers, CheckKind::Write, &session, &path)
             .await?;
         let summary_of = (content.len(), content.lines().count());
-        let resolved = resolve(&caller.connection, &session, content, &config).await?;
+        let resolved = resolve(&peers, &session, content).await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
         let (s, p) = (session.clone(), path.clone());
         let change =
             blocking(move || core.create(&s, &p, resolved.as_bytes(), &judged, summary_of)).await?;
-        log_change(&change, caller);
-        Ok(change.info())
+        log_change(&change, bus);
+        Ok(change)
     }
 
     pub(crate) async fn str_replace(
@@ -313,21 +346,21 @@ impl Files {
         old: String,
         new: String,
         replace_all: bool,
-        caller: &Caller,
-    ) -> Result<ChangeInfo, Error> {
+        bus: &Bus,
+    ) -> Result<Change, Error> {
         check_session(&session)?;
         if old.is_empty() {
             return Err(Error::InvalidArgument(
                 "old is empty: give the exact text to replace".into(),
             ));
         }
-        let config = self.config();
+        let peers = bus.peers(&self.config().exec);
         let judged = self
-            .judge(&config, caller, CheckKind::Write, &session, &path)
+            .judge(&peers, CheckKind::Write, &session, &path)
             .await?;
         let lines = (old.lines().count().max(1), new.lines().count());
-        let old = resolve(&caller.connection, &session, old, &config).await?;
-        let new = resolve(&caller.connection, &session, new, &config).await?;
+        let old = resolve(&peers, &session, old).await?;
+        let new = resolve(&peers, &session, new).await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
         let (s, p) = (session.clone(), path.clone());
@@ -343,30 +376,30 @@ impl Files {
             )
         })
         .await?;
-        log_change(&change, caller);
-        Ok(change.info())
+        log_change(&change, bus);
+        Ok(change)
     }
 
     pub(crate) async fn remove(
         &self,
         session: String,
         path: String,
-        caller: &Caller,
-    ) -> Result<ChangeInfo, Error> {
+        bus: &Bus,
+    ) -> Result<Change, Error> {
         check_session(&session)?;
-        let config = self.config();
+        let peers = bus.peers(&self.config().exec);
         let judged = self
-            .judge(&config, caller, CheckKind::Delete, &session, &path)
+            .judge(&peers, CheckKind::Delete, &session, &path)
             .await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
         let (s, p) = (session.clone(), path.clone());
         let change = blocking(move || core.remove(&s, &p, &judged)).await?;
-        log_change(&change, caller);
-        Ok(change.info())
+        log_change(&change, bus);
+        Ok(change)
     }
 
-    pub(crate) async fn changes(&self, session: String) -> Result<Vec<ChangeInfo>, Error> {
+    pub(crate) async fn changes(&self, session: String) -> Result<Vec<Change>, Error> {
         if !session.is_empty() {
             check_session(&session)?;
         }
@@ -375,14 +408,10 @@ impl Files {
             core.db(|db| db.list((!session.is_empty()).then_some(session.as_str())))
         })
         .await?;
-        Ok(list.iter().map(Change::info).collect())
+        Ok(list)
     }
 
-    pub(crate) async fn revert(
-        &self,
-        change_id: String,
-        caller: &Caller,
-    ) -> Result<ChangeInfo, Error> {
+    pub(crate) async fn revert(&self, change_id: String, bus: &Bus) -> Result<Change, Error> {
         if !valid_change_id(&change_id) {
             return Err(Error::InvalidArgument(format!(
                 "{change_id:?} is not a change id (c- and 12 hex digits)"
@@ -396,36 +425,29 @@ impl Files {
         if change.reverted_ms != 0 {
             return Err(already_reverted(&change));
         }
-        let config = self.config();
+        let peers = bus.peers(&self.config().exec);
         let judged = self
-            .judge(
-                &config,
-                caller,
-                CheckKind::Write,
-                &change.session,
-                &change.path,
-            )
+            .judge(&peers, CheckKind::Write, &change.session, &change.path)
             .await?;
         let _guard = self.writes.lock().await;
         let core = Arc::clone(&self.core);
         let reverted = blocking(move || core.revert(&change_id, &judged)).await?;
         info!(
             session = %reverted.session,
-            caller = %caller.name,
+            caller = %bus.caller(),
             change = %reverted.id,
             kind = reverted.kind.as_str(),
             path = %reverted.path,
             "file change reverted"
         );
-        Ok(reverted.info())
+        Ok(reverted)
     }
 
     /// Locates the target (without creating anything) and asks the warden about it; returns
     /// the host path it judged.
     async fn judge(
         &self,
-        config: &SandboxdConfig,
-        caller: &Caller,
+        peers: &Peers,
         kind: CheckKind,
         session: &str,
         path: &str,
@@ -433,20 +455,19 @@ impl Files {
         let core = Arc::clone(&self.core);
         let (s, p) = (session.to_string(), path.to_string());
         let host = blocking(move || core.probe(&s, &p)).await?;
-        let timeout = Duration::from_millis(config.exec.warden_timeout_ms);
-        match peers::warden_allows(&caller.connection, kind, &host, session, timeout).await {
+        match peers.check(kind, &host, session).await {
             Ok(_) => Ok(host),
-            Err(refusal) => Err(Error::PermissionDenied(format!(
-                "the warden refused to {} {host} ({}, rule {}): {}",
-                if kind == CheckKind::Delete {
+            Err(refusal) => Err(Error::Refused {
+                action: if kind == CheckKind::Delete {
                     "delete"
                 } else {
                     "write"
                 },
-                refusal.decision,
-                refusal.rule,
-                refusal.reason
-            ))),
+                host,
+                decision: refusal.decision,
+                rule: refusal.rule,
+                reason: refusal.reason,
+            }),
         }
     }
 }
@@ -457,10 +478,10 @@ enum Read {
     Range { text: String, total: u64, cut: bool },
 }
 
-fn log_change(change: &Change, caller: &Caller) {
+fn log_change(change: &Change, bus: &Bus) {
     info!(
         session = %change.session,
-        caller = %caller.name,
+        caller = %bus.caller(),
         change = %change.id,
         kind = change.kind.as_str(),
         path = %change.path,
@@ -520,36 +541,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("file tool thread failed: {e}")))?
 }
 
-/// Resolves the placeholders of `text` through secretd (plain text, not a shell command);
-/// text without any is returned as it is, without asking.
-async fn resolve(
-    connection: &zbus::Connection,
-    session: &str,
-    text: String,
-    config: &SandboxdConfig,
-) -> Result<String, Error> {
-    if !text.contains("{{secret:") && !text.contains("[REDACTED_SECRET:") {
-        return Ok(text);
-    }
-    let timeout = Duration::from_millis(config.exec.secretd_timeout_ms);
-    let answer = tokio::time::timeout(timeout, async {
-        let secrets = SecretsProxy::new(connection).await.map_err(Error::from)?;
-        secrets.resolve(session.to_string(), text, false).await
-    })
-    .await;
-    match answer {
-        Ok(Ok(reply)) => Ok(reply.text),
-        Ok(Err(Error::InvalidArgument(m))) => Err(Error::InvalidArgument(format!(
-            "the placeholders could not be resolved: {m}"
-        ))),
-        Ok(Err(e)) => Err(Error::Unavailable(format!(
-            "secretd could not resolve the placeholders: {e}; nothing was written"
-        ))),
-        Err(_) => Err(Error::Unavailable(format!(
-            "secretd did not resolve the placeholders within {} ms; nothing was written",
-            timeout.as_millis()
-        ))),
-    }
+/// Resolves the placeholders of `text` through secretd (plain text, not a shell command).
+async fn resolve(peers: &Peers, session: &str, text: String) -> Result<String, Error> {
+    peers
+        .resolve_text(session, text)
+        .await
+        .map_err(|e| match e {
+            PeerError::Unresolvable(_) => Error::Peer(e),
+            e => Error::NotWritten(e),
+        })
 }
 
 /// The workspace-relative form of a requested path: no `..`, no NUL, inside `workspace`
@@ -682,14 +682,13 @@ impl Core {
             .lock()
             .map_err(|_| Error::Internal("the changes database lock is poisoned".into()))?;
         if guard.is_none() {
-            let db = ChangeDb::open(&self.state_dir.join("changes.db"))
-                .map_err(|e| Error::Internal(format!("changes database: {e}")))?;
+            let db = ChangeDb::open(&self.state_dir.join("changes.db"))?;
             *guard = Some(db);
         }
         let db = guard
             .as_ref()
             .ok_or_else(|| Error::Internal("changes database not open".into()))?;
-        f(db).map_err(|e| Error::Internal(format!("changes database: {e}")))
+        Ok(f(db)?)
     }
 
     /// Opens the workspace (created when missing) and its real path.
@@ -1257,7 +1256,10 @@ fn path_error(shown: &str, e: Errno) -> Error {
         Errno::NOTDIR => Error::InvalidArgument(format!(
             "path {shown:?}: a folder on the way is not a folder"
         )),
-        Errno::ACCESS | Errno::PERM => Error::PermissionDenied(format!("path {shown:?}: {e}")),
+        Errno::ACCESS | Errno::PERM => Error::PathDenied {
+            path: shown.to_string(),
+            errno: e,
+        },
         e => Error::Internal(format!("path {shown:?}: {e}")),
     }
 }

@@ -16,6 +16,7 @@ mod config;
 mod dbus;
 mod docker;
 mod egress;
+mod error;
 mod exec;
 mod files;
 mod hidden;

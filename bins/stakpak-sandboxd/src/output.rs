@@ -11,12 +11,12 @@ use std::{
     io::Write,
     os::fd::OwnedFd,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
-use stakpak_proto::{Error, SecretsProxy, zbus};
 use stakpak_sandbox::Stream;
 use tokio::io::AsyncWriteExt;
+
+use crate::{error::Error, peers::Peers};
 
 /// Where the whole output is kept on disk.
 #[derive(Debug)]
@@ -89,8 +89,7 @@ pub(crate) enum Keep {
 #[derive(Debug)]
 pub(crate) struct Output {
     session: String,
-    connection: zbus::Connection,
-    timeout: Duration,
+    peers: Peers,
     streams: [Option<String>; 2],
     kept: [Vec<u8>; 2],
     /// The interleaved output up to the point the cap was passed (then it went to the log).
@@ -111,15 +110,13 @@ fn index(stream: Stream) -> usize {
 impl Output {
     pub(crate) fn new(
         session: &str,
-        connection: &zbus::Connection,
-        timeout: Duration,
+        peers: Peers,
         keep: Keep,
         forward: Option<(OwnedFd, OwnedFd)>,
     ) -> Self {
         Output {
             session: session.to_string(),
-            connection: connection.clone(),
-            timeout,
+            peers,
             streams: [None, None],
             kept: [Vec::new(), Vec::new()],
             interleaved: Vec::new(),
@@ -148,35 +145,10 @@ impl Output {
 
     async fn redact_chunk(&mut self, stream: Stream, raw: Vec<u8>) -> Result<Vec<u8>, Error> {
         let i = index(stream);
-        let session = self.session.clone();
-        let connection = self.connection.clone();
         let id = self.streams[i].clone();
-        let (id, redacted) = self
-            .bounded(async move {
-                let secrets = SecretsProxy::new(&connection).await?;
-                let id = match id {
-                    Some(id) => id,
-                    None => secrets.open_stream(session).await?,
-                };
-                let redacted = secrets.redact_chunk(id.clone(), raw).await?;
-                Ok((id, redacted))
-            })
-            .await?;
+        let (id, redacted) = self.peers.redact_chunk(id, &self.session, raw).await?;
         self.streams[i] = Some(id);
         Ok(redacted)
-    }
-
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::Unavailable(format!(
-                "secretd could not redact the output: {e}"
-            ))),
-            Err(_) => Err(Error::Unavailable(format!(
-                "secretd did not redact the output within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
     }
 
     fn fail(&mut self, e: Error) {
@@ -233,14 +205,7 @@ impl Output {
             let Some(id) = self.streams[index(stream)].take() else {
                 continue;
             };
-            let connection = self.connection.clone();
-            let tail = self
-                .bounded(async move {
-                    let secrets = SecretsProxy::new(&connection).await?;
-                    secrets.close_stream(id).await
-                })
-                .await;
-            match tail {
+            match self.peers.close_stream(id).await.map_err(Error::from) {
                 Ok(tail) => self.deliver(stream, &tail).await,
                 Err(e) => self.fail(e),
             }

@@ -18,13 +18,15 @@ use std::{
 };
 
 use rustix::event::{EventfdFlags, eventfd};
-use stakpak_proto::{Caller, Error, ExecRequest, ExecStatus, TaskDetails, TaskInfo};
+use stakpak_proto::{Decision, ExecStatus};
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{
-    exec::{Executor, Prep, now_ms},
+    error::Error,
+    exec::{Executor, Prep, Request, now_ms},
     output::{Keep, LogFile, Output},
+    peers::Bus,
 };
 
 /// Folder of the workspace holding the task logs.
@@ -35,6 +37,36 @@ const MAX_TAIL: u64 = 1 << 20;
 /// How long `CancelTask` waits for the task to be gone before answering.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
+/// A background task as the registry knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Task {
+    pub id: String,
+    pub session: String,
+    /// The command as sent: placeholders, never values.
+    pub command: String,
+    pub state: ExecStatus,
+    /// Exit code or signal number once ended.
+    pub code: i32,
+    /// Unix milliseconds.
+    pub started_ms: i64,
+    /// Unix milliseconds; 0 while running.
+    pub ended_ms: i64,
+    pub decision: Option<Decision>,
+    pub rule: String,
+    pub reason: String,
+    /// Redacted output bytes so far.
+    pub output_bytes: u64,
+}
+
+/// A task with the tail of its redacted output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskDetail {
+    pub task: Task,
+    pub tail: String,
+    /// Workspace-relative path of the whole redacted output.
+    pub output_path: String,
+}
+
 /// The task registry.
 #[derive(Debug, Clone)]
 pub(crate) struct Tasks {
@@ -44,7 +76,7 @@ pub(crate) struct Tasks {
 
 #[derive(Debug)]
 struct Entry {
-    info: TaskInfo,
+    info: Task,
     cancel: Option<Arc<OwnedFd>>,
     done: watch::Receiver<bool>,
     log: PathBuf,
@@ -53,7 +85,7 @@ struct Entry {
 
 impl Entry {
     /// The info with the output size read from the log now.
-    fn info(&self) -> TaskInfo {
+    fn info(&self) -> Task {
         let mut info = self.info.clone();
         info.output_bytes = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
         info
@@ -81,23 +113,19 @@ impl Tasks {
 
     /// Starts a task and returns at once; a refusal is recorded as a task that ended
     /// `denied`, with the rule and reason.
-    pub(crate) async fn start(
-        &self,
-        request: ExecRequest,
-        caller: &Caller,
-    ) -> Result<TaskInfo, Error> {
+    pub(crate) async fn start(&self, request: Request, bus: &Bus) -> Result<Task, Error> {
         let started_ms = now_ms();
-        let prepared = self.executor.prepare(&request, caller, true).await?;
+        let prepared = self.executor.prepare(&request, bus, true).await?;
         let (done_tx, done) = watch::channel(false);
-        let base = TaskInfo {
+        let base = Task {
             session: request.session.clone(),
             command: request.command.clone(),
             started_ms,
-            ..TaskInfo::default()
+            ..Task::default()
         };
         let prepared = match prepared {
             Prep::Refused(reply) => {
-                let info = TaskInfo {
+                let info = Task {
                     id: reply.exec_id.clone(),
                     state: ExecStatus::Denied,
                     ended_ms: now_ms(),
@@ -129,10 +157,10 @@ impl Tasks {
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
                 .map_err(|e| Error::Internal(format!("cannot create the task's eventfd: {e}")))?,
         );
-        let info = TaskInfo {
+        let info = Task {
             id: id.clone(),
             state: ExecStatus::Running,
-            decision: prepared.verdict.decision.into(),
+            decision: Some(prepared.verdict.decision),
             rule: prepared.verdict.rule.clone(),
             reason: prepared.verdict.reason.clone(),
             ..base
@@ -146,8 +174,7 @@ impl Tasks {
         });
         let output = Output::new(
             &prepared.session,
-            &caller.connection,
-            Duration::from_millis(config.exec.secretd_timeout_ms),
+            prepared.peers.clone(),
             Keep::Log(log),
             None,
         );
@@ -204,19 +231,19 @@ impl Tasks {
     }
 
     /// Tasks of `session` (all when empty), oldest first.
-    pub(crate) fn list(&self, session: &str) -> Result<Vec<TaskInfo>, Error> {
-        let mut tasks: Vec<TaskInfo> = self
+    pub(crate) fn list(&self, session: &str) -> Vec<Task> {
+        let mut tasks: Vec<Task> = self
             .lock()
             .values()
             .filter(|e| session.is_empty() || e.info.session == session)
             .map(Entry::info)
             .collect();
         tasks.sort_by(|a, b| (a.started_ms, &a.id).cmp(&(b.started_ms, &b.id)));
-        Ok(tasks)
+        tasks
     }
 
     /// One task with the tail of its log.
-    pub(crate) fn details(&self, id: &str, tail_bytes: u64) -> Result<TaskDetails, Error> {
+    pub(crate) fn details(&self, id: &str, tail_bytes: u64) -> Result<TaskDetail, Error> {
         let (info, log, log_rel) = {
             let registry = self.lock();
             let entry = registry.get(id).ok_or_else(|| unknown(id))?;
@@ -232,19 +259,15 @@ impl Tasks {
             read_tail(&log, want)
                 .map_err(|e| Error::Internal(format!("cannot read {}: {e}", log.display())))?
         };
-        Ok(TaskDetails {
-            info,
+        Ok(TaskDetail {
+            task: info,
             tail,
             output_path: log_rel,
         })
     }
 
     /// Waits for every task of `ids` to end, at most `timeout_ms` (0: do not wait).
-    pub(crate) async fn wait(
-        &self,
-        ids: &[String],
-        timeout_ms: u64,
-    ) -> Result<Vec<TaskInfo>, Error> {
+    pub(crate) async fn wait(&self, ids: &[String], timeout_ms: u64) -> Result<Vec<Task>, Error> {
         if ids.is_empty() {
             return Err(Error::InvalidArgument("no task ids given".into()));
         }
@@ -274,7 +297,7 @@ impl Tasks {
 
     /// Cancels a running task (a finished one is returned as it is) and waits briefly for it
     /// to be gone.
-    pub(crate) async fn cancel(&self, id: &str) -> Result<TaskInfo, Error> {
+    pub(crate) async fn cancel(&self, id: &str) -> Result<Task, Error> {
         let (cancel, mut done) = {
             let registry = self.lock();
             let entry = registry.get(id).ok_or_else(|| unknown(id))?;
@@ -291,7 +314,7 @@ impl Tasks {
 }
 
 /// The last `want` bytes of a file, cut to whole UTF-8 characters.
-fn read_tail(path: &std::path::Path, want: u64) -> std::io::Result<String> {
+fn read_tail(path: &std::path::Path, want: u64) -> Result<String, std::io::Error> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let from = len.saturating_sub(want);

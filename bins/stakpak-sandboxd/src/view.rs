@@ -33,9 +33,18 @@ pub(crate) fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(SNIFF)].contains(&0) || std::str::from_utf8(bytes).is_err()
 }
 
+/// A line range `View` cannot show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RangeError {
+    #[error("end_line {end} is before start_line {start}")]
+    Backwards { start: u32, end: u32 },
+    #[error("start_line {start} is past the end ({total} lines)")]
+    PastTheEnd { start: u32, total: u64 },
+}
+
 /// The inclusive, 1-based range `View` shows of a text of `total` lines (0: from the start,
 /// to the end).
-pub(crate) fn line_range(start: u32, end: u32, total: u64) -> Result<(u64, u64), String> {
+pub(crate) fn line_range(start: u32, end: u32, total: u64) -> Result<(u64, u64), RangeError> {
     let first = u64::from(start.max(1));
     let last = if end == 0 {
         total
@@ -43,12 +52,10 @@ pub(crate) fn line_range(start: u32, end: u32, total: u64) -> Result<(u64, u64),
         u64::from(end).min(total)
     };
     if end != 0 && end < start {
-        return Err(format!("end_line {end} is before start_line {start}"));
+        return Err(RangeError::Backwards { start, end });
     }
     if first > total.max(1) {
-        return Err(format!(
-            "start_line {start} is past the end ({total} lines)"
-        ));
+        return Err(RangeError::PastTheEnd { start, total });
     }
     Ok((first, last))
 }
@@ -443,7 +450,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                line_range(start, end, total),
+                line_range(start, end, total).map_err(|e| e.to_string()),
                 expected,
                 "{start} {end} {total}"
             );

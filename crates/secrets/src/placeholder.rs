@@ -176,6 +176,14 @@ pub fn vault_placeholder(name: &str) -> String {
     format!("{VAULT_OPEN}{name}{VAULT_CLOSE}")
 }
 
+/// Whether `text` may hold a placeholder: it contains the opening of one of either kind
+/// (`{{secret:` or `[REDACTED_SECRET:`). A cheap test before asking secretd to resolve a
+/// text: when it is false, [`references`] finds nothing and resolving would return the text
+/// unchanged, so a caller may skip the round trip.
+pub fn may_hold_placeholder(text: &str) -> bool {
+    text.contains(VAULT_OPEN) || text.contains(REDACTED_OPEN)
+}
+
 /// Every placeholder in `text`, both kinds, in order of position; malformed ones are text.
 pub fn references(text: &str) -> Vec<Reference> {
     let bytes = text.as_bytes();
@@ -908,6 +916,49 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sandboxd had two sniffers before [`may_hold_placeholder`]: its file tools asked
+    /// secretd when a text contained `{{secret:` or `[REDACTED_SECRET:`, `Exec` for each
+    /// extra variable when it contained `{{` or `[REDACTED`. The function is the first; every
+    /// text only the second caught holds no placeholder, so resolving it changed nothing.
+    #[test]
+    fn may_hold_placeholder_covers_both_old_sniffers() {
+        let files_sniffer =
+            |t: &str| t.contains("{{secret:") || t.contains("[REDACTED_SECRET:");
+        let exec_sniffer = |t: &str| t.contains("{{") || t.contains("[REDACTED");
+        // text → (files sniffer, exec sniffer, may_hold_placeholder)
+        let cases: [(&str, (bool, bool, bool)); 16] = [
+            ("", (false, false, false)),
+            ("plain text", (false, false, false)),
+            ("{{secret:DB_PASSWORD}}", (true, true, true)),
+            ("user={{secret:a.b-c_1}};", (true, true, true)),
+            ("[REDACTED_SECRET:aws-key:abc123]", (true, true, true)),
+            ("x [REDACTED_SECRET:vault:zzzzzz] y", (true, true, true)),
+            // Malformed but opened: still worth asking, as both sniffers did.
+            ("{{secret:bad name}}", (true, true, true)),
+            ("{{secret:", (true, true, true)),
+            ("[REDACTED_SECRET:", (true, true, true)),
+            // Only the exec sniffer caught these; none holds a placeholder.
+            ("{{ template }}", (false, true, false)),
+            ("{{secret}}", (false, true, false)),
+            ("{{SECRET:A}}", (false, true, false)),
+            ("[REDACTED]", (false, true, false)),
+            ("[REDACTED_SECRET]", (false, true, false)),
+            ("{ {secret:A}}", (false, false, false)),
+            ("[redacted_secret:r:abc123]", (false, false, false)),
+        ];
+        for (text, (files, exec, new)) in cases {
+            assert_eq!(
+                (files_sniffer(text), exec_sniffer(text), may_hold_placeholder(text)),
+                (files, exec, new),
+                "{text:?}"
+            );
+            assert_eq!(new, files, "{text:?}: the file tools' sniffer is kept");
+            if !new {
+                assert!(references(text).is_empty(), "{text:?} holds a placeholder");
+            }
+        }
+    }
 
     #[test]
     fn codes_are_six_chars_of_the_alphabet() {
