@@ -93,7 +93,7 @@ fn main() {
         })
         .unwrap();
     let elapsed = start.elapsed();
-    assert_eq!(info.state, "finished", "{info:?}");
+    assert_eq!(info.state.as_str(), "finished", "{info:?}");
     assert_eq!(info.turns, turns + 1, "{info:?}");
     let per_turn = elapsed / (turns + 1);
     let overhead = per_turn.saturating_sub(exec_median);
@@ -119,7 +119,7 @@ fn main() {
         let mut done = 0u32;
         for id in ids {
             let info = agent.wait_session(id, 0).await.unwrap();
-            assert_eq!(info.state, "max-turns", "{info:?}");
+            assert_eq!(info.state.as_str(), "max-turns", "{info:?}");
             done += info.turns;
         }
         done

@@ -84,7 +84,7 @@ fn main() {
     let request = ExecRequest {
         session: "bench".into(),
         command: "true".into(),
-        network: "none".into(),
+        network: "none".parse().unwrap(),
         ..ExecRequest::default()
     };
     let times = time(n, 20, || {

@@ -115,8 +115,10 @@ fn main() {
             .block_on(scheduler.history(format!("s{i}"), 1000))
             .unwrap()
         {
-            *outcomes.entry(run.outcome.clone()).or_default() += 1;
-            if run.trigger == "schedule" && run.due_ms > 0 {
+            *outcomes
+                .entry(run.outcome.as_str().to_string())
+                .or_default() += 1;
+            if run.trigger.as_str() == "schedule" && run.due_ms > 0 {
                 lateness.push(run.started_ms - run.due_ms);
             }
         }

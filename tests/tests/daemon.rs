@@ -141,7 +141,7 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one_with_a_typed_error() {
     }
     // Still serving, with the last good configuration.
     let status = rt.block_on(warden.status()).unwrap();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state.as_str(), "running");
     drop(warden);
     stop(child);
 }

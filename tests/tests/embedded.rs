@@ -94,8 +94,8 @@ fn suite_comes_up_survives_a_killed_daemon_and_goes_down() {
     expected.sort();
     assert_eq!(answered_names, expected);
     for s in &answered {
-        assert_eq!(s.state, "running");
-        assert_eq!(s.landlock, "enforced");
+        assert_eq!(s.state.as_str(), "running");
+        assert_eq!(s.landlock.as_str(), "enforced");
         let daemon = Daemon::from_name(&s.daemon).unwrap();
         assert_eq!(
             s.config_file,
@@ -121,7 +121,7 @@ fn suite_comes_up_survives_a_killed_daemon_and_goes_down() {
     let warden = rt.block_on(WardenProxy::new(&conn)).unwrap();
     let status = rt.block_on(warden.status()).unwrap();
     assert_eq!(status.pid, new_pid);
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state.as_str(), "running");
     let row = daemon_rows(&suite.status())
         .into_iter()
         .find(|r| r["daemon"] == "stakpak-warden")

@@ -27,7 +27,7 @@ fn exec(suite: &EmbeddedSuite, session: &str, command: &str) -> Result<ExecReply
                 command: command.into(),
                 workdir: String::new(),
                 timeout_ms: 10_000,
-                network: "none".into(),
+                network: "none".parse().unwrap(),
                 ..ExecRequest::default()
             })
             .await
@@ -53,11 +53,11 @@ fn echo_runs_through_the_whole_path() {
     let suite = EmbeddedSuite::builder().start();
 
     let reply = exec(&suite, "s1", "echo hello").unwrap();
-    assert_eq!(reply.status, "exited", "{reply:?}");
+    assert_eq!(reply.status.as_str(), "exited", "{reply:?}");
     assert_eq!(reply.code, 0, "{reply:?}");
     assert_eq!(reply.stdout, "hello\n");
     assert_eq!(reply.stderr, "");
-    assert_eq!(reply.decision, "allow");
+    assert_eq!(reply.decision.as_str(), "allow");
     assert!(workspace(&suite, "s1").is_dir());
 
     // The CLI takes the same path and exits with the command's status.
@@ -95,8 +95,8 @@ fn warden_deny_is_refused_even_straight_over_dbus() {
 
     let command = format!("rm -rf / ; touch {}", marker.display());
     let reply = exec(&suite, "s2", &command).unwrap();
-    assert_eq!(reply.status, "denied", "{reply:?}");
-    assert_eq!(reply.decision, "deny");
+    assert_eq!(reply.status.as_str(), "denied", "{reply:?}");
+    assert_eq!(reply.decision.as_str(), "deny");
     assert_eq!(reply.rule, "fs.rm-root");
     assert!(!reply.reason.is_empty());
     assert!(!marker.exists(), "a denied command ran");
@@ -135,7 +135,7 @@ fn nothing_runs_while_stopped(daemon: &str, timeout_key: &str, session: &str, ru
     let took = start.elapsed();
     drop(stopped);
 
-    assert_eq!(reply.status, "denied", "{reply:?}");
+    assert_eq!(reply.status.as_str(), "denied", "{reply:?}");
     assert_eq!(reply.rule, rule, "{reply:?}");
     assert!(took < Duration::from_secs(8), "took {took:?}");
     assert!(!marker.exists(), "a command ran without {daemon}");
@@ -178,7 +178,7 @@ fn a_secret_reaches_the_command_but_not_its_output_or_the_logs() {
         r#"printf %s "{{secret:CANARY}}" > out.txt; cat out.txt"#,
     )
     .unwrap();
-    assert_eq!(reply.status, "exited", "{reply:?}");
+    assert_eq!(reply.status.as_str(), "exited", "{reply:?}");
     assert_eq!(reply.code, 0, "{reply:?}");
     let written = std::fs::read_to_string(workspace(&suite, "s4").join("out.txt")).unwrap();
     assert_eq!(written, canary);
@@ -226,7 +226,7 @@ fn exec_on(suite: &EmbeddedSuite, network: &str, command: &str) -> ExecReply {
                 session: "escape".into(),
                 command: command.into(),
                 timeout_ms: 10_000,
-                network: network.into(),
+                network: network.parse().unwrap(),
                 ..ExecRequest::default()
             })
             .await
@@ -339,8 +339,8 @@ fn a_fork_bomb_is_contained_and_sandboxd_stays_healthy() {
         .unwrap();
     // Held by the pids limit: either the shell could not even start its `sleep` (the bomb
     // took every pid first) and ended, or it waited until the timeout killed everything.
-    let held = reply.status == "timed-out"
-        || (reply.status == "exited" && reply.code != 0 && reply.stderr.contains("fork"));
+    let held = reply.status.as_str() == "timed-out"
+        || (reply.status.as_str() == "exited" && reply.code != 0 && reply.stderr.contains("fork"));
     assert!(held, "{reply:?}");
     assert!(start.elapsed() < Duration::from_secs(20));
 

@@ -117,7 +117,7 @@ fn request(session: &str, command: &str) -> ExecRequest {
         session: session.into(),
         command: command.into(),
         timeout_ms: 60_000,
-        backend: "docker".into(),
+        backend: "docker".parse().unwrap(),
         ..ExecRequest::default()
     }
 }
@@ -208,7 +208,7 @@ fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
 
     // A network the containers do not have is refused, not granted.
     let mut host = request("s1", "true");
-    host.network = "host".into();
+    host.network = "host".parse().unwrap();
     let err = client.call(async |p| p.exec(host).await).unwrap_err();
     assert!(
         err.to_string()
@@ -246,7 +246,7 @@ fn the_warden_refuses_before_the_engine_is_asked_and_a_missing_socket_is_named()
     let local = client
         .call(async |p| {
             p.exec(ExecRequest {
-                backend: "local".into(),
+                backend: "local".parse().unwrap(),
                 ..request("s1", "echo local")
             })
             .await
@@ -274,7 +274,7 @@ fn a_missing_image_is_named() {
     let err = client
         .call(async |p| {
             p.exec(ExecRequest {
-                backend: String::new(),
+                backend: Default::default(),
                 ..request("s1", "echo hi")
             })
             .await
@@ -305,7 +305,7 @@ fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
         "t1",
         &format!("echo started; (sleep {nap} &); sleep {nap}; echo never"),
     );
-    assert_eq!(info.state, "running", "{info:?}");
+    assert_eq!(info.state.as_str(), "running", "{info:?}");
 
     // The container's processes are the host's to see.
     let found = wait_until(Duration::from_secs(20), || {
@@ -321,7 +321,7 @@ fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
 
     let id = info.id.clone();
     let cancelled = client.call(async |p| p.cancel_task(id).await).unwrap();
-    assert_eq!(cancelled.state, "cancelled", "{cancelled:?}");
+    assert_eq!(cancelled.state.as_str(), "cancelled", "{cancelled:?}");
     let gone = wait_until(Duration::from_secs(10), || {
         processes_named(&nap).is_empty().then_some(())
     });

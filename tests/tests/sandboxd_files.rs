@@ -115,7 +115,7 @@ fn changes_are_exact_and_every_kind_reverts() {
     let edit = client
         .str_replace("f1", "app.conf", "host = a", "host = b", false)
         .unwrap();
-    assert_eq!(edit.kind, "edit");
+    assert_eq!(edit.kind.as_str(), "edit");
     assert_eq!(edit.path, "app.conf");
     assert_eq!(
         std::fs::read_to_string(&conf).unwrap(),
@@ -144,7 +144,7 @@ fn changes_are_exact_and_every_kind_reverts() {
     std::fs::create_dir_all(ws.join("dir/sub")).unwrap();
     std::fs::write(ws.join("dir/sub/x"), "x").unwrap();
     let removed = client.remove("f1", "dir").unwrap();
-    assert_eq!(removed.kind, "remove");
+    assert_eq!(removed.kind.as_str(), "remove");
     assert!(!ws.join("dir").exists());
     let backup = suite
         .state_dir
@@ -157,7 +157,7 @@ fn changes_are_exact_and_every_kind_reverts() {
 
     // Create (with parents), then revert: the file is gone again.
     let created = client.create("f1", "new/deep/file.txt", "hello\n").unwrap();
-    assert_eq!(created.kind, "create");
+    assert_eq!(created.kind.as_str(), "create");
     assert_eq!(
         std::fs::read(ws.join("new/deep/file.txt")).unwrap(),
         b"hello\n"
@@ -271,7 +271,7 @@ fn secrets_are_written_but_never_shown_and_the_warden_is_enforced() {
     assert_eq!(
         file,
         ViewReply {
-            kind: "file".into(),
+            kind: "file".parse().unwrap(),
             content: "     1\tA=1\n     2\tTOKEN={{secret:CANARY}}\n     3\tB=2\n".into(),
             truncated: false,
             total: 3,
@@ -280,10 +280,10 @@ fn secrets_are_written_but_never_shown_and_the_warden_is_enforced() {
     let range = view("app.env", 2, 2, "");
     assert_eq!(range.content, "     2\tTOKEN={{secret:CANARY}}\n");
     let grep = view("", 0, 0, "TOKEN");
-    assert_eq!(grep.kind, "grep");
+    assert_eq!(grep.kind.as_str(), "grep");
     assert_eq!(grep.content, "app.env:2: TOKEN={{secret:CANARY}}\n");
     let tree = view("", 0, 0, "");
-    assert_eq!(tree.kind, "dir");
+    assert_eq!(tree.kind.as_str(), "dir");
     assert!(
         tree.content.starts_with("./\n") && tree.content.contains("  app.env\n"),
         "{tree:?}"

@@ -57,7 +57,7 @@ fn request(session: &str, command: &str) -> ExecRequest {
     ExecRequest {
         session: session.into(),
         command: command.into(),
-        network: "none".into(),
+        network: "none".parse().unwrap(),
         ..ExecRequest::default()
     }
 }
@@ -88,8 +88,8 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
         "echo started; setsid sleep {nap} & (sleep {nap} &); echo running; sleep {nap}; echo never"
     );
     let info = client.start("t1", &command);
-    assert_eq!(info.state, "running", "{info:?}");
-    assert_eq!(info.decision, "allow");
+    assert_eq!(info.state.as_str(), "running", "{info:?}");
+    assert_eq!(info.decision.as_str(), "allow");
     assert!(info.id.starts_with("x-"), "{info:?}");
 
     // Its three sleeps appear, and its output so far is in the tail.
@@ -103,7 +103,7 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
     })
     .expect("the tail never showed the output");
     assert_eq!(details.tail, "started\nrunning\n");
-    assert_eq!(details.info.state, "running");
+    assert_eq!(details.info.state.as_str(), "running");
     assert_eq!(
         details.output_path,
         format!(".stakpak/tasks/{}.log", info.id)
@@ -115,7 +115,7 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
 
     // Waiting with a short timeout is an answer, not an error.
     let start = Instant::now();
-    assert_eq!(client.wait(&info.id, 300).state, "running");
+    assert_eq!(client.wait(&info.id, 300).state.as_str(), "running");
     assert!(start.elapsed() >= Duration::from_millis(250));
 
     // Listed, by session and in all.
@@ -134,7 +134,7 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
 
     let id = info.id.clone();
     let cancelled = client.call(async |p| p.cancel_task(id).await).unwrap();
-    assert_eq!(cancelled.state, "cancelled", "{cancelled:?}");
+    assert_eq!(cancelled.state.as_str(), "cancelled", "{cancelled:?}");
     assert!(cancelled.ended_ms >= cancelled.started_ms);
     let gone = wait_until(Duration::from_secs(5), || {
         processes_named(&nap).is_empty().then_some(())
@@ -160,7 +160,7 @@ fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
 
     let quick = client.start("t2", "sleep 0.2; echo done; exit 3");
     let ended = client.wait(&quick.id, 10_000);
-    assert_eq!(ended.state, "exited", "{ended:?}");
+    assert_eq!(ended.state.as_str(), "exited", "{ended:?}");
     assert_eq!(ended.code, 3);
     assert_eq!(client.details(&quick.id).tail, "done\n");
 
@@ -170,7 +170,7 @@ fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
     req.timeout_ms = 500;
     let slow = client.call(async |p| p.start_task(req).await).unwrap();
     let ended = client.wait(&slow.id, 10_000);
-    assert_eq!(ended.state, "timed-out", "{ended:?}");
+    assert_eq!(ended.state.as_str(), "timed-out", "{ended:?}");
     let gone = wait_until(Duration::from_secs(5), || {
         processes_named(&nap).is_empty().then_some(())
     });
@@ -178,7 +178,7 @@ fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
 
     // The warden's deny holds for tasks too.
     let denied = client.start("t2", "rm -rf /");
-    assert_eq!(denied.state, "denied", "{denied:?}");
+    assert_eq!(denied.state.as_str(), "denied", "{denied:?}");
     assert_eq!(denied.rule, "fs.rm-root");
     assert!(denied.ended_ms > 0);
 }
@@ -195,7 +195,7 @@ fn output_past_the_cap_is_kept_whole_in_an_artifact() {
     assert_eq!(small.artifact, "");
 
     let big = client.exec("t3", "seq 1 2000; echo tail >&2");
-    assert_eq!(big.status, "exited", "{big:?}");
+    assert_eq!(big.status.as_str(), "exited", "{big:?}");
     assert!(big.truncated);
     assert_eq!(big.stdout.len(), 1000);
     assert!(big.stdout.starts_with("1\n2\n3\n"));
@@ -250,7 +250,7 @@ fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     let command = r#"printf %s "{{secret:CANARY}}" > task.txt; echo "token {{secret:CANARY}}""#;
     let task = client.start("t4", command);
     let ended = client.wait(&task.id, 10_000);
-    assert_eq!(ended.state, "exited", "{ended:?}");
+    assert_eq!(ended.state.as_str(), "exited", "{ended:?}");
     assert_eq!(ended.code, 0, "{ended:?}");
     // The command got the value ...
     assert_eq!(

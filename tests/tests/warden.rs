@@ -188,7 +188,7 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
     let warden = rt.block_on(WardenProxy::new(&conn)).unwrap();
     let check = |cmd: &str| {
         rt.block_on(warden.check(CheckRequest {
-            kind: "command".into(),
+            kind: stakpak_proto::CheckKind::Command,
             subject: cmd.into(),
             session: "t".into(),
         }))
@@ -219,20 +219,27 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
         ("deny", "site.no-deploy")
     );
 
-    // A bad request gets a typed error, not a verdict.
+    // A kind that is none of the wire's names never reaches the judge: the bus call is
+    // refused, naming the value and what is accepted.
     let err = rt
-        .block_on(warden.check(CheckRequest {
-            kind: "exec".into(),
-            subject: "ls".into(),
-            session: String::new(),
-        }))
+        .block_on(conn.call_method(
+            Some(Daemon::Warden.bus_name()),
+            Daemon::Warden.object_path(),
+            Some(Daemon::Warden.interface()),
+            "Check",
+            &(("exec", "ls", ""),),
+        ))
         .unwrap_err();
-    assert_eq!(
-        err,
-        stakpak_proto::Error::InvalidArgument(
-            "unknown kind `exec`; expected one of command, write, delete, request".into()
-        )
-    );
+    match err {
+        zbus::Error::FDO(e) => assert_eq!(
+            *e,
+            zbus::fdo::Error::InvalidArgs(
+                "unknown check kind `exec` (expected one of: command, write, delete, request)"
+                    .into()
+            )
+        ),
+        other => panic!("expected InvalidArgs, got {other:?}"),
+    }
     drop(warden);
     let _ = child.kill();
     let _ = child.wait();
