@@ -32,9 +32,36 @@ use serde::Deserialize;
 use stakpak_daemon::{DaemonConfig, LogConfig, Paths};
 
 use crate::schedule::{
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_TIMEOUT, Definition, NotifyOn, Schedule, TriggerOn,
-    parse_duration,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_TIMEOUT, Definition, NotifyOn, Schedule, ScheduleError,
+    TriggerOn, parse_duration,
 };
+
+/// Why `autopilot.toml` was not taken at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: NotToml },
+}
+
+/// The file is not TOML, or has unknown keys outside a schedule: the first line of toml's
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotToml(String);
+
+/// Why one `[[schedules]]` entry was not taken.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    /// The first line of toml's message (an unknown or missing key).
+    #[error("{0}")]
+    Entry(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("duplicate name `{0}`")]
+    Duplicate(String),
+}
 
 /// schedd's configuration as the shared runtime loads it.
 #[derive(Debug, Default, Deserialize)]
@@ -52,8 +79,10 @@ impl DaemonConfig for ScheddConfig {
         &self.log
     }
 
+    /// The signature is `stakpak-daemon`'s: the runtime reports the text.
     fn prepare(&mut self, paths: &Paths) -> Result<(), String> {
-        let mut autopilot = Autopilot::load(&paths.config_dir.join("autopilot.toml"))?;
+        let mut autopilot =
+            Autopilot::load(&paths.config_dir.join("autopilot.toml")).map_err(|e| e.to_string())?;
         let profiles = crate::profiles::Profiles::load(&paths.config_dir);
         for schedule in std::mem::take(&mut autopilot.schedules) {
             match profiles.check(&schedule.def.profile) {
@@ -147,7 +176,7 @@ enum DurationValue {
 }
 
 impl DurationValue {
-    fn get(&self) -> Result<std::time::Duration, String> {
+    fn get(&self) -> Result<std::time::Duration, ScheduleError> {
         match self {
             DurationValue::Secs(s) => Ok(std::time::Duration::from_secs(*s)),
             DurationValue::Text(t) => parse_duration(t),
@@ -157,22 +186,32 @@ impl DurationValue {
 
 impl Autopilot {
     /// Reads `path`; a missing file means no schedules.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Autopilot::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         };
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NotToml> {
         let file: File = toml::from_str(text).map_err(|e| {
-            e.to_string()
-                .lines()
-                .next()
-                .unwrap_or("not TOML")
-                .to_string()
+            NotToml(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("not TOML")
+                    .to_string(),
+            )
         })?;
         let _ = (
             &file.server,
@@ -203,11 +242,20 @@ impl Autopilot {
                 .unwrap_or_else(|| format!("schedules[{i}]"));
             let schedule = value
                 .try_into::<Entry>()
-                .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())
-                .and_then(|entry| resolve(entry, &file.defaults, &file.notifications, &mut crons))
+                .map_err(|e| {
+                    Rejected::Entry(e.to_string().lines().next().unwrap_or("").to_string())
+                })
+                .and_then(|entry| {
+                    Ok(resolve(
+                        entry,
+                        &file.defaults,
+                        &file.notifications,
+                        &mut crons,
+                    )?)
+                })
                 .and_then(|s| {
                     if out.schedules.iter().any(|o| o.def.name == s.def.name) {
-                        Err(format!("duplicate name `{}`", s.def.name))
+                        Err(Rejected::Duplicate(s.def.name.clone()))
                     } else {
                         Ok(s)
                     }
@@ -226,14 +274,17 @@ fn resolve(
     d: &Defaults,
     n: &Notifications,
     crons: &mut std::collections::HashMap<String, Arc<croner::Cron>>,
-) -> Result<Schedule, String> {
+) -> Result<Schedule, ScheduleError> {
     let _ = e.sandbox;
     let duration = |own: &Option<DurationValue>,
                     default: &Option<DurationValue>,
                     fallback: std::time::Duration,
-                    key: &str| {
+                    key: &'static str| {
         match own.as_ref().or(default.as_ref()) {
-            Some(v) => v.get().map_err(|m| format!("{key}: {m}")),
+            Some(v) => v.get().map_err(|e| ScheduleError::Key {
+                key,
+                source: Box::new(e),
+            }),
             None => Ok(fallback),
         }
     };

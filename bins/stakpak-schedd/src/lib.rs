@@ -7,13 +7,21 @@
 //! the session, since schedd itself executes nothing. How a run's end reaches people is the
 //! [`notify::Notifier`] hook, which the chat channels (`channels.rs`, `slack.rs`) implement:
 //! the Slack channel also starts and continues agent sessions from mentions and DMs.
+//!
+//! Layers, each importing only those below it: `dbus.rs` (the only module that sees wire
+//! structs and names D-Bus errors) calls `scheduler.rs` and `channels.rs`; the scheduler
+//! reports a run's end through [`notify::Notifier`], which the channels implement; runs and
+//! channels reach the other daemons through `peers.rs`; `schedule.rs`, `run.rs`, `store.rs`
+//! and `notify.rs` know no other module of schedd but the types they store.
 
 mod channels;
 mod config;
 mod db;
 mod dbus;
 pub mod notify;
+mod peers;
 mod profiles;
+mod run;
 mod runner;
 mod schedule;
 mod scheduler;
@@ -41,11 +49,12 @@ impl Service for SchedulerDaemon {
     ) -> Result<stakpak_proto::zbus::connection::Builder<'static>, ServeError> {
         let db = ctx.paths.state_dir.join("schedd.db");
         let store = store::Store::open(&db).map_err(|e| StateError(e.to_string()))?;
-        let channels = channels::Channels::open(&db, ctx.own_connection.clone())
-            .map_err(|e| StateError(e.to_string()))?;
+        let peers = peers::Peers::new(ctx.own_connection.clone());
+        let channels =
+            channels::Channels::open(&db, peers.clone()).map_err(|e| StateError(e.to_string()))?;
         let mut core = scheduler::Core::new(
             store,
-            runner::Runner::new(runner::bus_address()),
+            runner::Runner::new(peers),
             Arc::new(channels.clone()),
         );
         let current = ctx.config.borrow().clone();

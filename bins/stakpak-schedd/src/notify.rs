@@ -4,13 +4,14 @@
 
 use std::fmt::Debug;
 
+use stakpak_proto::RunOutcome;
+
 /// One run's end, for a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub schedule: String,
     pub run_id: String,
-    /// A value of `stakpak_proto::run_outcome`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// One or two lines for humans: outcome, reason, session id.
     pub text: String,
     /// `notify_channel` of the schedule (`slack`); empty: none configured.

@@ -8,6 +8,25 @@ use stakpak_config::AgentConfig;
 /// The profile every agent has: it falls back to `all` when `config.toml` does not define it.
 pub const DEFAULT_PROFILE: &str = "default";
 
+/// A profile `config.toml` does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown profile `{profile}`: {path} defines {}", defined_text(.defined))]
+pub struct UnknownProfile {
+    pub profile: String,
+    /// The `config.toml` that was read.
+    pub path: String,
+    /// The profiles it defines, apart from `all`.
+    pub defined: Vec<String>,
+}
+
+fn defined_text(defined: &[String]) -> String {
+    if defined.is_empty() {
+        "none (only `default`)".to_string()
+    } else {
+        defined.join(", ")
+    }
+}
+
 /// Profiles of `<config>/config.toml`.
 #[derive(Debug, Clone)]
 pub struct Profiles {
@@ -35,27 +54,18 @@ impl Profiles {
     }
 
     /// `Ok` when `profile` is `default` or defined.
-    pub fn check(&self, profile: &str) -> Result<(), String> {
+    pub fn check(&self, profile: &str) -> Result<(), UnknownProfile> {
         let Some(names) = &self.names else {
             return Ok(());
         };
         if profile == DEFAULT_PROFILE || names.contains(profile) {
             return Ok(());
         }
-        let defined: Vec<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| *n != "all")
-            .collect();
-        Err(format!(
-            "unknown profile `{profile}`: {} defines {}",
-            self.path,
-            if defined.is_empty() {
-                "none (only `default`)".to_string()
-            } else {
-                defined.join(", ")
-            }
-        ))
+        Err(UnknownProfile {
+            profile: profile.to_string(),
+            path: self.path.clone(),
+            defined: names.iter().filter(|n| *n != "all").cloned().collect(),
+        })
     }
 }
 
@@ -76,7 +86,7 @@ mod tests {
         let p = Profiles::load(dir.path());
         assert!(p.check("default").is_ok());
         assert!(p.check("ops").is_ok());
-        let err = p.check("prod").unwrap_err();
+        let err = p.check("prod").unwrap_err().to_string();
         assert!(
             err.starts_with("unknown profile `prod`: ") && err.ends_with(" defines ops, readonly"),
             "{err}"
@@ -91,6 +101,7 @@ mod tests {
         assert!(
             p.check("ops")
                 .unwrap_err()
+                .to_string()
                 .contains("none (only `default`)")
         );
         std::fs::write(dir.path().join("config.toml"), "[profiles.x\n").unwrap();

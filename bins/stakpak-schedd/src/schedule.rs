@@ -10,6 +10,7 @@ use croner::{
     parser::{CronParser, Seconds, Year},
 };
 use serde::{Deserialize, Serialize};
+use stakpak_proto::RunOutcome;
 
 /// Seconds a check may run when nothing says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -17,6 +18,38 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Longest schedule name: `autopilot-<name>` must stay a valid sandbox session id (64).
 const MAX_NAME: usize = 48;
+
+/// Why a schedule's setting is refused; the message names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("name `{0}` must be 1 to {MAX_NAME} letters, digits, `-` or `_`")]
+    Name(String),
+    #[error("prompt is empty")]
+    EmptyPrompt,
+    #[error("notify_channel and notify_target go together")]
+    NotifyPair,
+    #[error("trigger_on `{0}` is not one of success, failure, any")]
+    TriggerOn(String),
+    #[error("notify_on `{0}` is not one of all, completions, failures, none")]
+    NotifyOn(String),
+    #[error("invalid cron `{expr}`: expected 5 fields (6 with seconds), got {fields}")]
+    CronFields { expr: String, fields: usize },
+    /// croner's reason, as text: its error type is not `Clone`.
+    #[error("invalid cron `{expr}`: {reason}")]
+    Cron { expr: String, reason: String },
+    #[error("invalid `{expr}`: {why}")]
+    Every { expr: String, why: &'static str },
+    #[error("unknown time zone `{0}`")]
+    TimeZone(String),
+    #[error("`{0}` is not a duration (e.g. 30s, 15m, 2h)")]
+    Duration(String),
+    /// A duration of `autopilot.toml`, with its key.
+    #[error("{key}: {source}")]
+    Key {
+        key: &'static str,
+        source: Box<ScheduleError>,
+    },
+}
 
 /// Which exit of the check wakes the agent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +62,12 @@ pub enum TriggerOn {
 }
 
 impl TriggerOn {
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, ScheduleError> {
         match value {
             "" | "failure" => Ok(TriggerOn::Failure),
             "success" => Ok(TriggerOn::Success),
             "any" => Ok(TriggerOn::Any),
-            other => Err(format!(
-                "trigger_on `{other}` is not one of success, failure, any"
-            )),
+            other => Err(ScheduleError::TriggerOn(other.to_string())),
         }
     }
 
@@ -70,15 +101,13 @@ pub enum NotifyOn {
 }
 
 impl NotifyOn {
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, ScheduleError> {
         match value {
             "" | "failures" => Ok(NotifyOn::Failures),
             "all" => Ok(NotifyOn::All),
             "completions" => Ok(NotifyOn::Completions),
             "none" => Ok(NotifyOn::None),
-            other => Err(format!(
-                "notify_on `{other}` is not one of all, completions, failures, none"
-            )),
+            other => Err(ScheduleError::NotifyOn(other.to_string())),
         }
     }
 
@@ -94,15 +123,15 @@ impl NotifyOn {
     /// Whether a run that ended with `outcome` is worth a notification. `all` includes
     /// runs the check kept from waking the agent; `completions` only agent sessions that
     /// ended, whatever their end.
-    pub fn wants(self, outcome: &str) -> bool {
-        use stakpak_proto::run_outcome as o;
+    pub fn wants(self, outcome: RunOutcome) -> bool {
+        use RunOutcome as O;
         let failure = matches!(
             outcome,
-            o::FAILED | o::TIMED_OUT | o::CHECK_DENIED | o::CHECK_FAILED | o::MISSED
-        ) || outcome == o::INTERRUPTED;
+            O::Failed | O::TimedOut | O::CheckDenied | O::CheckFailed | O::Missed | O::Interrupted
+        );
         match self {
             NotifyOn::All => true,
-            NotifyOn::Completions => outcome == o::FINISHED || failure,
+            NotifyOn::Completions => outcome == O::Finished || failure,
             NotifyOn::Failures => failure,
             NotifyOn::None => false,
         }
@@ -139,7 +168,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// Checks every field; the message names the field at fault.
-    pub fn new(def: Definition) -> Result<Self, String> {
+    pub fn new(def: Definition) -> Result<Self, ScheduleError> {
         Self::new_shared(def, &mut HashMap::new())
     }
 
@@ -147,13 +176,13 @@ impl Schedule {
     pub fn new_shared(
         def: Definition,
         cache: &mut HashMap<String, Arc<Cron>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ScheduleError> {
         check_name(&def.name)?;
         if def.prompt.trim().is_empty() {
-            return Err("prompt is empty".into());
+            return Err(ScheduleError::EmptyPrompt);
         }
         if def.notify_channel.is_empty() != def.notify_target.is_empty() {
-            return Err("notify_channel and notify_target go together".into());
+            return Err(ScheduleError::NotifyPair);
         }
         let when = When::parse_shared(&def.cron, &def.timezone, cache)?;
         Ok(Schedule { def, when })
@@ -161,7 +190,7 @@ impl Schedule {
 }
 
 /// `[A-Za-z0-9_-]{1,48}`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), ScheduleError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && name
@@ -170,9 +199,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "name `{name}` must be 1 to {MAX_NAME} letters, digits, `-` or `_`"
-        ))
+        Err(ScheduleError::Name(name.to_string()))
     }
 }
 
@@ -200,24 +227,26 @@ impl When {
     /// Standard 5 fields, 6 with seconds first, `@hourly`, `@daily`, `@weekly`,
     /// `@monthly`, `@yearly`/`@annually`, or `@every <duration>` (`30s`, `15m`, `2h`, `1d`);
     /// `timezone` an IANA name, empty for UTC.
-    pub fn parse(expr: &str, timezone: &str) -> Result<Self, String> {
+    pub fn parse(expr: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let tz = zone(timezone)?;
         if let Some(rest) = expr.trim().strip_prefix("@every") {
             return every(expr, rest);
         }
         let fields = expr.split_whitespace().count();
         if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "invalid cron `{expr}`: expected 5 fields (6 with seconds), got {fields}"
-            ));
+            return Err(ScheduleError::CronFields {
+                expr: expr.to_string(),
+                fields,
+            });
         }
         let parser = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build();
-        let cron = parser
-            .parse(expr)
-            .map_err(|e| format!("invalid cron `{expr}`: {e}"))?;
+        let cron = parser.parse(expr).map_err(|e| ScheduleError::Cron {
+            expr: expr.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(When(Kind::Cron {
             cron: Arc::new(cron),
             tz,
@@ -229,7 +258,7 @@ impl When {
         expr: &str,
         timezone: &str,
         cache: &mut HashMap<String, Arc<Cron>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ScheduleError> {
         if let Some(cron) = cache.get(expr) {
             return Ok(When(Kind::Cron {
                 cron: cron.clone(),
@@ -266,8 +295,11 @@ impl When {
 }
 
 /// `@every <duration>`: 1 s to a year, in s, m, h or d.
-fn every(expr: &str, rest: &str) -> Result<When, String> {
-    let bad = |why: &str| format!("invalid `{}`: {why}", expr.trim());
+fn every(expr: &str, rest: &str) -> Result<When, ScheduleError> {
+    let bad = |why: &'static str| ScheduleError::Every {
+        expr: expr.trim().to_string(),
+        why,
+    };
     let value = rest.trim();
     if value.is_empty() {
         return Err(bad("give an interval, e.g. `@every 15m`"));
@@ -289,11 +321,11 @@ fn every(expr: &str, rest: &str) -> Result<When, String> {
 }
 
 /// An IANA time zone; empty: UTC.
-fn zone(timezone: &str) -> Result<Tz, String> {
+fn zone(timezone: &str) -> Result<Tz, ScheduleError> {
     if timezone.is_empty() {
         Ok(Tz::UTC)
     } else {
-        Tz::from_str(timezone).map_err(|_| format!("unknown time zone `{timezone}`"))
+        Tz::from_str(timezone).map_err(|_| ScheduleError::TimeZone(timezone.to_string()))
     }
 }
 
@@ -335,7 +367,7 @@ pub fn next_fire(when: &When, due_ms: i64, now_ms: i64) -> Option<i64> {
 }
 
 /// Parses `30`, `30s`, `15m`, `2h` (seconds without a unit).
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+pub fn parse_duration(value: &str) -> Result<Duration, ScheduleError> {
     let v = value.trim();
     let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
@@ -343,12 +375,12 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     };
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("`{value}` is not a duration (e.g. 30s, 15m, 2h)"))?;
+        .map_err(|_| ScheduleError::Duration(value.to_string()))?;
     let secs = match unit {
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
-        _ => return Err(format!("`{value}` is not a duration (e.g. 30s, 15m, 2h)")),
+        _ => return Err(ScheduleError::Duration(value.to_string())),
     };
     Ok(Duration::from_secs(secs))
 }
@@ -387,7 +419,7 @@ mod tests {
             ("@every soon", "not a duration"),
             ("@every 5w", "not a duration"),
         ] {
-            let err = When::parse(expr, "").unwrap_err();
+            let err = When::parse(expr, "").unwrap_err().to_string();
             assert!(
                 err.starts_with(&format!("invalid `{}`: ", expr.trim())) && err.contains(why),
                 "{err}"
@@ -498,11 +530,12 @@ mod tests {
             ),
         ];
         for (cron, tz, expected) in cases {
-            assert_eq!(When::parse(cron, tz).unwrap_err(), expected);
+            assert_eq!(When::parse(cron, tz).unwrap_err().to_string(), expected);
         }
         assert!(
             When::parse("61 * * * *", "")
                 .unwrap_err()
+                .to_string()
                 .starts_with("invalid cron `61 * * * *`")
         );
         assert!(When::parse("@sometimes", "").is_err());
@@ -563,15 +596,15 @@ mod tests {
         assert!(TriggerOn::Success.wakes(true));
         assert!(TriggerOn::Any.wakes(false));
         assert_eq!(
-            TriggerOn::parse("sometimes").unwrap_err(),
+            TriggerOn::parse("sometimes").unwrap_err().to_string(),
             "trigger_on `sometimes` is not one of success, failure, any"
         );
-        assert!(NotifyOn::Failures.wants("failed"));
-        assert!(!NotifyOn::Failures.wants("finished"));
-        assert!(NotifyOn::Completions.wants("finished"));
-        assert!(!NotifyOn::Completions.wants("skipped-by-check"));
-        assert!(NotifyOn::All.wants("skipped-by-check"));
-        assert!(!NotifyOn::None.wants("failed"));
+        assert!(NotifyOn::Failures.wants(RunOutcome::Failed));
+        assert!(!NotifyOn::Failures.wants(RunOutcome::Finished));
+        assert!(NotifyOn::Completions.wants(RunOutcome::Finished));
+        assert!(!NotifyOn::Completions.wants(RunOutcome::SkippedByCheck));
+        assert!(NotifyOn::All.wants(RunOutcome::SkippedByCheck));
+        assert!(!NotifyOn::None.wants(RunOutcome::Failed));
     }
 
     #[test]

@@ -8,18 +8,19 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
-use stakpak_proto::{RunInfo, ScheduleInfo, SchedulerStatus, run_outcome};
+use stakpak_proto::{RunOutcome, RunTrigger, ScheduleSource as Source};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     config::{Autopilot, ScheddConfig},
     notify::{Notification, Notifier},
+    run::Run,
     runner::Runner,
-    schedule::{Schedule, Startup, next_fire, on_start},
-    store::{Source, Store, StoreError},
+    schedule::{Definition, Schedule, Startup, next_fire, on_start},
+    store::{Store, StoreError},
 };
 
 /// Longest sleep: a wall clock that jumps (suspend, NTP step) is noticed this late at most.
@@ -28,12 +29,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 const DEFAULT_HISTORY: u32 = 50;
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use stakpak_util::now_ms;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +40,34 @@ pub enum CoreError {
     NoRun(String),
     #[error("a schedule named `{0}` already exists")]
     Duplicate(String),
-    #[error("{0}")]
-    Refused(String),
+    #[error("`{0}` comes from autopilot.toml: remove it there and reload")]
+    FromFile(String),
+    #[error("a run of `{name}` is in progress: {run}")]
+    InProgress { name: String, run: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A schedule as the loop shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleView {
+    /// The definition, with `enabled` as it is now (after `EnableSchedule`).
+    pub def: Definition,
+    pub source: Source,
+    /// The next firing; `None` when disabled or never.
+    pub next_fire_ms: Option<i64>,
+    /// The run in progress, or else the newest one.
+    pub last_run: Option<Run>,
+}
+
+/// The loop's part of `SchedulerStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub schedules: Vec<ScheduleView>,
+    /// Entries of `autopilot.toml` that were not taken, as `name: reason`.
+    pub rejected: Vec<String>,
+    /// Runs in progress.
+    pub active: Vec<Run>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
@@ -55,15 +75,15 @@ type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 /// What D-Bus handlers can ask of the loop.
 #[derive(Debug)]
 pub enum Command {
-    Add(Arc<Schedule>, Reply<ScheduleInfo>),
+    Add(Arc<Schedule>, Reply<ScheduleView>),
     Remove(String, Reply<()>),
-    Enable(String, bool, Reply<ScheduleInfo>),
-    List(Reply<Vec<ScheduleInfo>>),
-    History(String, u32, Reply<Vec<RunInfo>>),
-    Trigger(String, bool, Reply<RunInfo>),
-    ShowRun(String, Reply<RunInfo>),
+    Enable(String, bool, Reply<ScheduleView>),
+    List(Reply<Vec<ScheduleView>>),
+    History(String, u32, Reply<Vec<Run>>),
+    Trigger(String, bool, Reply<Run>),
+    ShowRun(String, Reply<Run>),
     Clean(u32, Reply<u64>),
-    Status(Reply<SchedulerStatus>),
+    Status(Reply<Status>),
 }
 
 #[derive(Debug)]
@@ -89,25 +109,18 @@ pub struct Core {
     entries: BTreeMap<String, Entry>,
     timers: BTreeSet<(i64, String)>,
     /// Runs in progress, by schedule.
-    active: HashMap<String, RunInfo>,
+    active: HashMap<String, Run>,
     rejected: Vec<String>,
     runner: Runner,
     notifier: Arc<dyn Notifier>,
-    done_tx: mpsc::UnboundedSender<(RunInfo, bool)>,
-    done_rx: Option<mpsc::UnboundedReceiver<(RunInfo, bool)>>,
+    done_tx: mpsc::UnboundedSender<(Run, bool)>,
+    done_rx: Option<mpsc::UnboundedReceiver<(Run, bool)>>,
 }
 
-fn new_run_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Unique enough without randomness: the clock in nanoseconds.
-        let n = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        return format!("{:016x}", n as u64);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A run id: 16 random hex digits. No randomness is an error, never a clock-made id that
+/// could collide with another run's.
+fn new_run_id() -> Result<String, StoreError> {
+    Ok(stakpak_util::random::hex(8)?)
 }
 
 impl Core {
@@ -213,14 +226,14 @@ impl Core {
                     Startup::CatchUp { due_ms } => {
                         tracing::info!(schedule = %name, due_ms, "catching up a run missed while schedd was down");
                         self.mark_due(&name, now)?;
-                        self.start_run(&name, "catch-up", due_ms, false)?;
+                        self.start_run(&name, RunTrigger::CatchUp, due_ms, false)?;
                     }
                     Startup::Missed { due_ms } => {
                         self.record(
                             &name,
-                            "schedule",
+                            RunTrigger::Schedule,
                             due_ms,
-                            run_outcome::MISSED,
+                            RunOutcome::Missed,
                             "schedd was not running when it was due and catch_up is off".into(),
                         )?;
                     }
@@ -366,13 +379,13 @@ impl Core {
             if self.active.contains_key(&name) {
                 self.record(
                     &name,
-                    "schedule",
+                    RunTrigger::Schedule,
                     due,
-                    run_outcome::SKIPPED,
+                    RunOutcome::Skipped,
                     "the previous run was still in progress".into(),
                 )?;
             } else {
-                self.start_run(&name, "schedule", due, false)?;
+                self.start_run(&name, RunTrigger::Schedule, due, false)?;
             }
         }
         Ok(())
@@ -381,25 +394,25 @@ impl Core {
     fn start_run(
         &mut self,
         name: &str,
-        trigger: &str,
+        trigger: RunTrigger,
         due_ms: i64,
         dry_run: bool,
-    ) -> Result<RunInfo, StoreError> {
+    ) -> Result<Run, StoreError> {
         let Some(entry) = self.entries.get(name) else {
-            return Ok(RunInfo::default());
+            return Ok(Run::default());
         };
-        let run = RunInfo {
-            id: new_run_id(),
+        let run = Run {
+            id: new_run_id()?,
             schedule: name.to_string(),
-            trigger: trigger.to_string(),
+            trigger,
             due_ms,
             started_ms: now_ms(),
-            outcome: run_outcome::RUNNING.into(),
-            ..RunInfo::default()
+            outcome: RunOutcome::Running,
+            ..Run::default()
         };
         self.store.put_run(&run)?;
         self.active.insert(name.to_string(), run.clone());
-        tracing::info!(schedule = %name, run = %run.id, trigger, "run started");
+        tracing::info!(schedule = %name, run = %run.id, %trigger, "run started");
         let runner = self.runner.clone();
         let def = entry.schedule.def.clone();
         let done = self.done_tx.clone();
@@ -415,30 +428,30 @@ impl Core {
     fn record(
         &mut self,
         name: &str,
-        trigger: &str,
+        trigger: RunTrigger,
         due_ms: i64,
-        outcome: &str,
+        outcome: RunOutcome,
         reason: String,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let run = RunInfo {
-            id: new_run_id(),
+        let run = Run {
+            id: new_run_id()?,
             schedule: name.to_string(),
-            trigger: trigger.to_string(),
+            trigger,
             due_ms,
             started_ms: now,
             ended_ms: now,
-            outcome: outcome.to_string(),
+            outcome,
             reason,
-            ..RunInfo::default()
+            ..Run::default()
         };
         self.store.put_run(&run)?;
-        tracing::info!(schedule = %name, run = %run.id, outcome, "{}", run.reason);
+        tracing::info!(schedule = %name, run = %run.id, %outcome, "{}", run.reason);
         self.notify(&run);
         Ok(())
     }
 
-    fn finish(&mut self, mut run: RunInfo, dry_run: bool) -> Result<(), StoreError> {
+    fn finish(&mut self, mut run: Run, dry_run: bool) -> Result<(), StoreError> {
         run.ended_ms = now_ms();
         self.store.put_run(&run)?;
         self.active.remove(&run.schedule);
@@ -455,12 +468,12 @@ impl Core {
         Ok(())
     }
 
-    fn notify(&self, run: &RunInfo) {
+    fn notify(&self, run: &Run) {
         let Some(entry) = self.entries.get(&run.schedule) else {
             return;
         };
         let def = &entry.schedule.def;
-        if !def.notify_on.wants(&run.outcome) {
+        if !def.notify_on.wants(run.outcome) {
             return;
         }
         let mut text = format!("autopilot `{}`: {}", run.schedule, run.outcome);
@@ -473,38 +486,33 @@ impl Core {
         self.notifier.notify(Notification {
             schedule: run.schedule.clone(),
             run_id: run.id.clone(),
-            outcome: run.outcome.clone(),
+            outcome: run.outcome,
             text,
             channel: def.notify_channel.clone(),
             target: def.notify_target.clone(),
         });
     }
 
-    fn info(&self, name: &str) -> Result<ScheduleInfo, CoreError> {
+    fn info(&self, name: &str) -> Result<ScheduleView, CoreError> {
         let entry = self
             .entries
             .get(name)
             .ok_or_else(|| CoreError::NoSchedule(name.into()))?;
         let last_run = match self.active.get(name) {
-            Some(run) => run.clone(),
-            None => self
-                .store
-                .history(name, 1)?
-                .into_iter()
-                .next()
-                .unwrap_or_default(),
+            Some(run) => Some(run.clone()),
+            None => self.store.history(name, 1)?.into_iter().next(),
         };
-        let mut spec = crate::dbus::to_spec(&entry.schedule.def);
-        spec.enabled = entry.enabled();
-        Ok(ScheduleInfo {
-            spec,
-            source: entry.source.as_str().into(),
-            next_fire_ms: entry.next_ms.unwrap_or(0),
+        let mut def = entry.schedule.def.clone();
+        def.enabled = entry.enabled();
+        Ok(ScheduleView {
+            def,
+            source: entry.source,
+            next_fire_ms: entry.next_ms,
             last_run,
         })
     }
 
-    fn list(&self) -> Result<Vec<ScheduleInfo>, CoreError> {
+    fn list(&self) -> Result<Vec<ScheduleView>, CoreError> {
         self.entries.keys().map(|n| self.info(n)).collect()
     }
 
@@ -539,9 +547,7 @@ impl Core {
             Command::Remove(name, reply) => {
                 let result = match self.entries.get(&name) {
                     None => Err(CoreError::NoSchedule(name.clone())),
-                    Some(e) if e.source == Source::File => Err(CoreError::Refused(format!(
-                        "`{name}` comes from autopilot.toml: remove it there and reload"
-                    ))),
+                    Some(e) if e.source == Source::File => Err(CoreError::FromFile(name.clone())),
                     Some(_) => self.store.delete(&name).map_err(CoreError::from).map(|()| {
                         self.disarm(&name);
                         self.entries.remove(&name);
@@ -583,12 +589,16 @@ impl Core {
                 let result = if !self.entries.contains_key(&name) {
                     Err(CoreError::NoSchedule(name))
                 } else if let Some(run) = self.active.get(&name) {
-                    Err(CoreError::Refused(format!(
-                        "a run of `{name}` is in progress: {}",
-                        run.id
-                    )))
+                    Err(CoreError::InProgress {
+                        run: run.id.clone(),
+                        name,
+                    })
                 } else {
-                    let trigger = if dry_run { "dry-run" } else { "manual" };
+                    let trigger = if dry_run {
+                        RunTrigger::DryRun
+                    } else {
+                        RunTrigger::Manual
+                    };
                     self.start_run(&name, trigger, 0, dry_run)
                         .map_err(CoreError::from)
                 };
@@ -607,12 +617,10 @@ impl Core {
                 let _ = reply.send(self.store.clean(before).map_err(CoreError::from));
             }
             Command::Status(reply) => {
-                let result = self.list().map(|schedules| SchedulerStatus {
+                let result = self.list().map(|schedules| Status {
                     schedules,
                     rejected: self.rejected.clone(),
                     active: self.active.values().cloned().collect(),
-                    // Filled in by the D-Bus side, which holds the channels.
-                    channels: Vec::new(),
                 });
                 let _ = reply.send(result);
             }

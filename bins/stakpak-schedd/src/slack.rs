@@ -19,8 +19,10 @@ use std::{collections::HashMap, collections::HashSet, sync::Arc, sync::Mutex, ti
 use async_trait::async_trait;
 use slack_morphism::prelude::*;
 use stakpak_proto::{
-    AgentProxy, SessionDetail, SessionInfo, StartRequest, ToolCallInfo, session_state as st,
+    ChannelState, Role, SessionDetail, SessionInfo, SessionState, StartRequest, ToolCallInfo,
+    ToolCallState,
 };
+use stakpak_util::now_ms;
 use tracing::{debug, warn};
 
 /// Action id of the Allow button.
@@ -110,7 +112,8 @@ impl SlackError {
     }
 }
 
-/// The calls of `dev.stakpak.Agent1` the channel makes; [`AgentProxy`] in the daemon.
+/// The calls of `dev.stakpak.Agent1` the channel makes; the agent daemon's peer in schedd
+/// (`channels.rs`), a scripted double in the tests.
 #[async_trait]
 pub trait Agent: Send + Sync + 'static {
     async fn start(&self, request: StartRequest) -> Result<SessionInfo, SlackError>;
@@ -130,51 +133,6 @@ pub trait Agent: Send + Sync + 'static {
     async fn show_session(&self, id: &str) -> Result<SessionDetail, SlackError>;
 }
 
-fn agent_err(call: &'static str) -> impl FnOnce(stakpak_proto::Error) -> SlackError {
-    move |e| SlackError::Agent {
-        call,
-        message: e.to_string(),
-    }
-}
-
-#[async_trait]
-impl Agent for AgentProxy<'static> {
-    async fn start(&self, request: StartRequest) -> Result<SessionInfo, SlackError> {
-        AgentProxy::start(self, request)
-            .await
-            .map_err(agent_err("Start"))
-    }
-    async fn approve(
-        &self,
-        session: &str,
-        ids: Vec<String>,
-    ) -> Result<Vec<ToolCallInfo>, SlackError> {
-        AgentProxy::approve(self, session.to_owned(), ids)
-            .await
-            .map_err(agent_err("Approve"))
-    }
-    async fn reject(
-        &self,
-        session: &str,
-        ids: Vec<String>,
-        reason: &str,
-    ) -> Result<Vec<ToolCallInfo>, SlackError> {
-        AgentProxy::reject(self, session.to_owned(), ids, reason.to_owned())
-            .await
-            .map_err(agent_err("Reject"))
-    }
-    async fn wait_session(&self, id: &str, timeout_ms: u64) -> Result<SessionInfo, SlackError> {
-        AgentProxy::wait_session(self, id.to_owned(), timeout_ms)
-            .await
-            .map_err(agent_err("WaitSession"))
-    }
-    async fn show_session(&self, id: &str) -> Result<SessionDetail, SlackError> {
-        AgentProxy::show_session(self, id.to_owned())
-            .await
-            .map_err(agent_err("ShowSession"))
-    }
-}
-
 /// Where the caller keeps which session a Slack thread belongs to, so a thread continues its
 /// session across restarts of schedd.
 pub trait ThreadStore: Send + Sync + 'static {
@@ -184,8 +142,7 @@ pub trait ThreadStore: Send + Sync + 'static {
     fn remember(&self, channel: &str, thread_ts: &str, session: &str);
 }
 
-/// A [`ThreadStore`] in memory, for the tests of this module (schedd keeps threads in its
-/// database).
+/// A [`ThreadStore`] in memory, for tests (schedd keeps threads in its database).
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct MemoryThreadStore(Mutex<HashMap<(String, String), String>>);
@@ -222,28 +179,20 @@ pub struct Link {
 
 impl Link {
     /// `connecting` before the first hello, `reconnecting` after an error newer than the
-    /// last hello, `connected` otherwise (values of `stakpak_proto::channel_state`).
-    pub fn state(&self) -> &'static str {
-        use stakpak_proto::channel_state as cs;
+    /// last hello, `connected` otherwise.
+    pub fn state(&self) -> ChannelState {
         if self.last_error_ms > self.last_hello_ms {
             if self.hellos == 0 {
-                cs::CONNECTING
+                ChannelState::Connecting
             } else {
-                cs::RECONNECTING
+                ChannelState::Reconnecting
             }
         } else if self.hellos == 0 {
-            cs::CONNECTING
+            ChannelState::Connecting
         } else {
-            cs::CONNECTED
+            ChannelState::Connected
         }
     }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The shared part, reachable from slack-morphism's callbacks through its user state.
@@ -421,7 +370,7 @@ fn on_error(
             if let Some(inner) = inner_of(&state).await {
                 let mut link = inner.link.lock().unwrap_or_else(|p| p.into_inner());
                 link.last_error = message;
-                link.last_error_ms = unix_ms().max(link.last_hello_ms + 1);
+                link.last_error_ms = now_ms().max(link.last_hello_ms + 1);
             }
         });
     }
@@ -434,7 +383,7 @@ async fn on_hello(state: SlackClientEventsUserState) {
     if let Some(inner) = inner_of(&state).await {
         let mut link = inner.link.lock().unwrap_or_else(|p| p.into_inner());
         link.hellos += 1;
-        link.last_hello_ms = unix_ms().max(link.last_error_ms + 1);
+        link.last_hello_ms = now_ms().max(link.last_error_ms + 1);
         debug!(connections = link.hellos, "slack socket mode connected");
     }
 }
@@ -670,10 +619,10 @@ impl Inner {
         let mut asked: HashSet<String> = HashSet::new();
         loop {
             let info = self.agent.wait_session(session, 0).await?;
-            if info.state == st::WAITING_APPROVAL {
+            if info.state == SessionState::WaitingApproval {
                 let detail = self.agent.show_session(session).await?;
                 for call in &detail.tool_calls {
-                    if call.state == st::WAITING_APPROVAL && !asked.contains(&call.id) {
+                    if call.state == ToolCallState::WaitingApproval && !asked.contains(&call.id) {
                         self.ask(channel, thread_ts, call).await?;
                         asked.insert(call.id.clone());
                     }
@@ -682,7 +631,7 @@ impl Inner {
                 tokio::time::sleep(APPROVAL_POLL).await;
                 continue;
             }
-            if st::is_stopped(&info.state) {
+            if info.state.is_stopped() {
                 let detail = self.agent.show_session(session).await?;
                 let text = final_reply(&detail);
                 self.post(channel, Some(thread_ts), &text, None).await?;
@@ -791,9 +740,9 @@ fn final_reply(detail: &SessionDetail) -> String {
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == "assistant" && !m.text.trim().is_empty());
+        .find(|m| m.role == Role::Assistant && !m.text.trim().is_empty());
     match last {
-        Some(m) if detail.info.state == st::FINISHED => truncate(&m.text, 39_000),
+        Some(m) if detail.info.state == SessionState::Finished => truncate(&m.text, 39_000),
         Some(m) => format!(
             "{}\n\n_(session {}: {})_",
             truncate(&m.text, 39_000),
@@ -852,9 +801,9 @@ mod tests {
         next: u32,
     }
 
-    fn say(detail: &mut SessionDetail, role: &str, text: &str) {
+    fn say(detail: &mut SessionDetail, role: Role, text: &str) {
         detail.messages.push(MessageInfo {
-            role: role.into(),
+            role,
             text: text.into(),
             ..MessageInfo::default()
         });
@@ -883,7 +832,7 @@ mod tests {
                 request.session.clone()
             };
             let detail = state.sessions.get_mut(&id).ok_or_else(|| missing(&id))?;
-            say(detail, "user", &request.prompt);
+            say(detail, Role::User, &request.prompt);
             if request.prompt.contains("approve") {
                 let call_id = format!("c{}", detail.tool_calls.len() + 1);
                 detail.tool_calls.push(ToolCallInfo {
@@ -891,15 +840,19 @@ mod tests {
                     session: id.clone(),
                     name: "run_command".into(),
                     arguments: r#"{"command":"systemctl restart nginx"}"#.into(),
-                    state: st::WAITING_APPROVAL.into(),
+                    state: ToolCallState::WaitingApproval,
                     approval: "profile".into(),
                     ..ToolCallInfo::default()
                 });
-                detail.info.state = st::WAITING_APPROVAL.into();
+                detail.info.state = SessionState::WaitingApproval;
                 detail.info.pending = 1;
             } else {
-                say(detail, "assistant", &format!("echo: {}", request.prompt));
-                detail.info.state = st::FINISHED.into();
+                say(
+                    detail,
+                    Role::Assistant,
+                    &format!("echo: {}", request.prompt),
+                );
+                detail.info.state = SessionState::Finished;
             }
             Ok(detail.info.clone())
         }
@@ -947,31 +900,35 @@ mod tests {
                 .ok_or_else(|| missing(session))?;
             let mut changed = vec![];
             for call in detail.tool_calls.iter_mut().filter(|c| ids.contains(&c.id)) {
-                call.state = if allow { "done" } else { "rejected" }.into();
+                call.state = if allow {
+                    ToolCallState::Done
+                } else {
+                    ToolCallState::Rejected
+                };
                 call.output = if allow { "restarted" } else { "" }.into();
                 changed.push(call.clone());
             }
             say(
                 detail,
-                "assistant",
+                Role::Assistant,
                 if allow {
                     "nginx restarted"
                 } else {
                     "left nginx alone"
                 },
             );
-            detail.info.state = st::FINISHED.into();
+            detail.info.state = SessionState::Finished;
             detail.info.pending = 0;
             Ok(changed)
         }
 
-        fn call_state(&self, session: &str, call: &str) -> String {
+        fn call_state(&self, session: &str, call: &str) -> ToolCallState {
             let state = self.state.lock().unwrap();
             state.sessions[session]
                 .tool_calls
                 .iter()
                 .find(|c| c.id == call)
-                .map(|c| c.state.clone())
+                .map(|c| c.state)
                 .unwrap_or_default()
         }
     }
@@ -1129,7 +1086,7 @@ mod tests {
             (args(&update)["ts"].clone(), args(&update)["text"].clone()),
             (json!(posted[0].ts), json!("Allowed by <@U7>: `c1`"))
         );
-        assert_eq!(s.agent.call_state("s1", "c1"), "done");
+        assert_eq!(s.agent.call_state("s1", "c1"), ToolCallState::Done);
         let reply = s.double.wait_call("chat.postMessage", 2, WAIT);
         assert_eq!(
             (
@@ -1155,7 +1112,7 @@ mod tests {
         let ts = s.double.posted()[0].ts.clone();
         s.double.press_button(DENY_ACTION, "s1 c1", "C2", &ts, "U7");
         s.double.wait_call("chat.update", 1, WAIT);
-        assert_eq!(s.agent.call_state("s1", "c1"), "rejected");
+        assert_eq!(s.agent.call_state("s1", "c1"), ToolCallState::Rejected);
         let reply = s.double.wait_call("chat.postMessage", 2, WAIT);
         assert_eq!(args(&reply)["text"], json!("left nginx alone"));
     }
@@ -1236,7 +1193,7 @@ mod tests {
         let notification = Notification {
             schedule: "backup".into(),
             run_id: "r1".into(),
-            outcome: "failed".into(),
+            outcome: stakpak_proto::RunOutcome::Failed,
             text: "backup failed: check exited 1".into(),
             channel: "slack".into(),
             target: "C42".into(),
@@ -1255,99 +1212,5 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(s.double.calls_to("chat.postMessage").len(), 1);
-    }
-
-    /// The real agent of an embedded suite, driven by the LLM double, behind the real
-    /// `AgentProxy`: a mention's session answers in its thread, a reply in the thread
-    /// continues it, and a tool call that needs approval runs once Allow is pressed.
-    #[test]
-    fn end_to_end_with_the_embedded_suite() {
-        use stakpak_testkit::{EmbeddedSuite, LlmDouble, Turn};
-        let llm = LlmDouble::start(vec![
-            Turn::text("The disk is 42% full.").expecting("how full"),
-            Turn::tools(vec![(
-                "run_command",
-                json!({"command": "echo slack-approved"}),
-            )])
-            .expecting("say hi"),
-            Turn::text("Said hi.").expecting("slack-approved"),
-        ]);
-        let config = format!(
-            "[profiles.default]\nmodel = \"double/test-model\"\nmax_turns = 12\n\
-             [profiles.default.providers.double]\ntype = \"custom\"\napi_endpoint = \"{}\"\n",
-            llm.base_url()
-        );
-        let suite = EmbeddedSuite::builder()
-            .config_file("config.toml", &config)
-            .start();
-        let double = SlackDouble::start(BOT, APP);
-        let rt = runtime();
-        let agent: AgentProxy<'static> = rt.block_on(async {
-            let conn =
-                stakpak_proto::zbus::connection::Builder::address(suite.bus_address().as_str())
-                    .build()
-                    .await
-                    .unwrap();
-            AgentProxy::new(&conn).await.unwrap()
-        });
-        let mut config = SlackConfig::new(SlackToken::new(BOT), SlackToken::new(APP));
-        config.api_url = Some(double.api_url());
-        config.reconnect_secs = 1;
-        let channel = SlackChannel::new(
-            config,
-            Arc::new(agent.clone()),
-            Arc::new(MemoryThreadStore::default()),
-        )
-        .unwrap();
-        let running = channel.clone();
-        rt.spawn(async move { running.run().await });
-
-        let ts = "1700000800.000100";
-        double.send_event(app_mention("C5", "U1", "how full is the disk?", ts, None));
-        let reply = double.wait_call("chat.postMessage", 1, Duration::from_secs(60));
-        assert_eq!(
-            (
-                args(&reply)["thread_ts"].clone(),
-                args(&reply)["text"].clone()
-            ),
-            (json!(ts), json!("The disk is 42% full."))
-        );
-
-        double.send_event(app_mention(
-            "C5",
-            "U1",
-            "now say hi",
-            "1700000801.000100",
-            Some(ts),
-        ));
-        let ask = double.wait_call("chat.postMessage", 2, Duration::from_secs(60));
-        assert_eq!(args(&ask)["thread_ts"], json!(ts));
-        let value = args(&ask)["blocks"][1]["elements"][0]["value"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let (session, call) = parse_action_value(&value).unwrap();
-        let posted = double.posted();
-        double.press_button(ALLOW_ACTION, &value, "C5", &posted[1].ts, "U7");
-
-        let reply = double.wait_call("chat.postMessage", 3, Duration::from_secs(60));
-        assert_eq!(
-            (
-                args(&reply)["thread_ts"].clone(),
-                args(&reply)["text"].clone()
-            ),
-            (json!(ts), json!("Said hi."))
-        );
-        let detail = rt.block_on(agent.show_session(session.clone())).unwrap();
-        let states: Vec<(String, String)> = detail
-            .tool_calls
-            .iter()
-            .map(|c| (c.id.clone(), c.state.clone()))
-            .collect();
-        assert_eq!(states, vec![(call, "done".to_owned())]);
-        assert_eq!(detail.info.state, st::FINISHED);
-        // Both mentions went to one session.
-        let sessions = rt.block_on(agent.list_sessions()).unwrap();
-        assert_eq!(sessions.len(), 1, "{sessions:?}");
     }
 }

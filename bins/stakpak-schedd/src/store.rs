@@ -5,28 +5,12 @@
 //! run's row exists before its check runs, a due time is marked handled before its run
 //! starts), so a kill -9 loses neither schedules nor history and never runs a due time twice.
 
-use std::path::Path;
+use std::{path::Path, str::FromStr};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use stakpak_proto::{RunInfo, run_outcome};
+use stakpak_proto::{ExecStatus, Opt, RunOutcome, ScheduleSource as Source, UnknownValue};
 
-use crate::{db::MIGRATIONS, schedule::Definition};
-
-/// Where a schedule comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    File,
-    Cli,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::File => "file",
-            Source::Cli => "cli",
-        }
-    }
-}
+use crate::{db::MIGRATIONS, run::Run, schedule::Definition};
 
 /// A stored schedule row.
 #[derive(Debug, Clone)]
@@ -53,6 +37,9 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("schedule database holds a bad definition: {0}")]
     Json(#[from] serde_json::Error),
+    /// A run is recorded under an id, and the kernel gave no randomness to make one.
+    #[error("cannot make a run id: {0}")]
+    Id(#[from] stakpak_util::RandomError),
 }
 
 /// The database; used from the scheduler's loop only.
@@ -64,19 +51,27 @@ pub struct Store {
 const RUN_COLUMNS: &str = "id, schedule, trigger, due_ms, started_ms, ended_ms, check_status, \
      check_code, check_rule, session, outcome, reason, input_tokens, output_tokens";
 
-fn run_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunInfo> {
-    Ok(RunInfo {
+/// A text column holding one of an enum's names (`Opt` for columns where empty means none).
+fn named<T: FromStr<Err = UnknownValue>>(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(i)?;
+    text.parse().map_err(|e: UnknownValue| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn run_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
         id: row.get(0)?,
         schedule: row.get(1)?,
-        trigger: row.get(2)?,
+        trigger: named(row, 2)?,
         due_ms: row.get(3)?,
         started_ms: row.get(4)?,
         ended_ms: row.get(5)?,
-        check_status: row.get(6)?,
+        check_status: named::<Opt<ExecStatus>>(row, 6)?.get(),
         check_code: row.get(7)?,
         check_rule: row.get(8)?,
         session: row.get(9)?,
-        outcome: row.get(10)?,
+        outcome: named(row, 10)?,
         reason: row.get(11)?,
         input_tokens: u64::try_from(row.get::<_, i64>(12)?).unwrap_or(0),
         output_tokens: u64::try_from(row.get::<_, i64>(13)?).unwrap_or(0),
@@ -115,7 +110,11 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE runs SET outcome = ?1, ended_ms = ?2, \
              reason = 'schedd stopped while the run was in progress' WHERE outcome = ?3",
-            params![run_outcome::INTERRUPTED, now_ms, run_outcome::RUNNING],
+            params![
+                RunOutcome::Interrupted.as_str(),
+                now_ms,
+                RunOutcome::Running.as_str()
+            ],
         )?)
     }
 
@@ -136,7 +135,8 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         raw.into_iter()
             .map(|(name, source, definition, enabled, last_due_ms)| {
-                let source = if source == "cli" {
+                // Read as it was always read: anything but `cli` is the file's.
+                let source = if source == Source::Cli.as_str() {
                     Source::Cli
                 } else {
                     Source::File
@@ -198,21 +198,21 @@ impl Store {
     }
 
     /// Writes a run, new or updated.
-    pub fn put_run(&mut self, run: &RunInfo) -> Result<(), StoreError> {
+    pub fn put_run(&mut self, run: &Run) -> Result<(), StoreError> {
         self.conn.execute(
             &format!("INSERT OR REPLACE INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 run.id,
                 run.schedule,
-                run.trigger,
+                run.trigger.as_str(),
                 run.due_ms,
                 run.started_ms,
                 run.ended_ms,
-                run.check_status,
+                Opt::<ExecStatus>::from(run.check_status).as_str(),
                 run.check_code,
                 run.check_rule,
                 run.session,
-                run.outcome,
+                run.outcome.as_str(),
                 run.reason,
                 i64::try_from(run.input_tokens).unwrap_or(i64::MAX),
                 i64::try_from(run.output_tokens).unwrap_or(i64::MAX),
@@ -221,7 +221,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn run(&self, id: &str) -> Result<Option<RunInfo>, StoreError> {
+    pub fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -233,7 +233,7 @@ impl Store {
     }
 
     /// Runs of a schedule, newest first.
-    pub fn history(&self, name: &str, limit: u32) -> Result<Vec<RunInfo>, StoreError> {
+    pub fn history(&self, name: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE schedule = ?1 \
              ORDER BY started_ms DESC, rowid DESC LIMIT ?2"
@@ -248,7 +248,7 @@ impl Store {
     pub fn clean(&mut self, before_ms: i64) -> Result<u64, StoreError> {
         let n = self.conn.execute(
             "DELETE FROM runs WHERE started_ms < ?1 AND outcome != ?2",
-            params![before_ms, run_outcome::RUNNING],
+            params![before_ms, RunOutcome::Running.as_str()],
         )?;
         Ok(n as u64)
     }
@@ -259,6 +259,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::schedule::{NotifyOn, TriggerOn};
+    use stakpak_proto::RunTrigger;
     use std::time::Duration;
 
     fn def(name: &str) -> Definition {
@@ -292,15 +293,18 @@ mod tests {
             assert!(store.insert(&def("f"), Source::File, 1000).unwrap());
             store.set_enabled("a", Some(false)).unwrap();
             store.set_last_due("a", 5000).unwrap();
-            for (id, started, outcome) in [("r1", 10, "finished"), ("r2", 20, "running")] {
+            for (id, started, outcome) in [
+                ("r1", 10, RunOutcome::Finished),
+                ("r2", 20, RunOutcome::Running),
+            ] {
                 store
-                    .put_run(&RunInfo {
+                    .put_run(&Run {
                         id: id.into(),
                         schedule: "a".into(),
-                        trigger: "schedule".into(),
+                        trigger: RunTrigger::Schedule,
                         started_ms: started,
-                        outcome: outcome.into(),
-                        ..RunInfo::default()
+                        outcome,
+                        ..Run::default()
                     })
                     .unwrap();
             }
@@ -315,11 +319,14 @@ mod tests {
         assert!(rows[1].definition.is_none());
         assert_eq!(store.mark_interrupted(30).unwrap(), 1);
         let history = store.history("a", 10).unwrap();
-        let outcomes: Vec<_> = history
-            .iter()
-            .map(|r| (r.id.as_str(), r.outcome.as_str()))
-            .collect();
-        assert_eq!(outcomes, [("r2", "interrupted"), ("r1", "finished")]);
+        let outcomes: Vec<_> = history.iter().map(|r| (r.id.as_str(), r.outcome)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("r2", RunOutcome::Interrupted),
+                ("r1", RunOutcome::Finished)
+            ]
+        );
         assert_eq!(store.clean(15).unwrap(), 1);
         assert_eq!(store.history("a", 10).unwrap().len(), 1);
         assert_eq!(store.run("r2").unwrap().unwrap().ended_ms, 30);
