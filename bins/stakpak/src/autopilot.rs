@@ -15,7 +15,11 @@ use stakpak_proto::{
 };
 use stakpak_secrets::placeholder::SecretString;
 
-use crate::{locate, suite::Layout};
+use crate::{
+    locate,
+    suite::Layout,
+    table::{Column, Table},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum AutopilotCommand {
@@ -322,30 +326,37 @@ fn render_channels(list: &[ChannelInfo]) -> String {
     if list.is_empty() {
         return "no channels (add one: stakpak autopilot channel add slack)\n".into();
     }
-    let mut out = format!(
-        "{:<8}  {:<12}  {:<19}  {:<11}  {:<10}  {}\n",
-        "KIND", "STATE", "SINCE", "BOT", "PROFILE", "ERROR"
+    let mut table = Table::new(
+        2,
+        [
+            Column::fixed("KIND", 8),
+            Column::fixed("STATE", 12),
+            Column::fixed("SINCE", 19),
+            Column::fixed("BOT", 11),
+            Column::fixed("PROFILE", 10),
+            Column::fit("ERROR"),
+        ],
     );
     for c in list {
-        out.push_str(&format!(
-            "{:<8}  {:<12}  {:<19}  {:<11}  {:<10}  {}\n",
-            c.spec.kind,
+        table.row([
+            c.spec.kind.as_str(),
             c.state.as_str(),
-            time(c.since_ms),
-            if c.bot_user.is_empty() {
-                "-"
-            } else {
-                &c.bot_user
-            },
+            &time(c.since_ms),
+            or_dash(&c.bot_user),
             if c.spec.profile.is_empty() {
                 "default"
             } else {
                 &c.spec.profile
             },
-            c.error
-        ));
+            &c.error,
+        ]);
     }
-    out
+    table.render()
+}
+
+/// `-` for an empty cell.
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
 }
 
 async fn execute(
@@ -506,54 +517,63 @@ fn time(ms: i64) -> String {
 }
 
 fn render_schedules(list: &[ScheduleInfo]) -> String {
-    let mut out = format!(
-        "{:<20} {:<16} {:<7} {:<5} {:<20} {:<18} {}\n",
-        "NAME", "CRON", "ENABLED", "FROM", "NEXT (UTC)", "LAST", "LAST AT"
+    let mut table = Table::new(
+        1,
+        [
+            Column::fixed("NAME", 20),
+            Column::fixed("CRON", 16),
+            Column::fixed("ENABLED", 7),
+            Column::fixed("FROM", 5),
+            Column::fixed("NEXT (UTC)", 20),
+            Column::fixed("LAST", 18),
+            Column::fit("LAST AT"),
+        ],
     );
     for s in list {
-        out.push_str(&format!(
-            "{:<20} {:<16} {:<7} {:<5} {:<20} {:<18} {}\n",
-            s.spec.name,
-            s.spec.cron,
+        table.row([
+            s.spec.name.as_str(),
+            &s.spec.cron,
             if s.spec.enabled { "yes" } else { "no" },
             s.source.as_str(),
-            time(s.next_fire_ms),
+            &time(s.next_fire_ms),
             if s.last_run.id.is_empty() {
                 "-"
             } else {
                 s.last_run.outcome.as_str()
             },
-            time(s.last_run.started_ms),
-        ));
+            &time(s.last_run.started_ms),
+        ]);
     }
-    out
+    table.render()
 }
 
 fn render_runs(runs: &[RunInfo]) -> String {
-    let mut out = format!(
-        "{:<16} {:<9} {:<20} {:<18} {:<12} {}\n",
-        "RUN", "TRIGGER", "STARTED (UTC)", "OUTCOME", "CHECK", "SESSION"
+    let mut table = Table::new(
+        1,
+        [
+            Column::fixed("RUN", 16),
+            Column::fixed("TRIGGER", 9),
+            Column::fixed("STARTED (UTC)", 20),
+            Column::fixed("OUTCOME", 18),
+            Column::fixed("CHECK", 12),
+            Column::fit("SESSION"),
+        ],
     );
     for r in runs {
         let check = match r.check_status.get() {
             None => "-".to_string(),
             Some(status) => format!("{status} {}", r.check_code),
         };
-        out.push_str(&format!(
-            "{:<16} {:<9} {:<20} {:<18} {:<12} {}\n",
-            r.id,
+        table.row([
+            r.id.as_str(),
             r.trigger.as_str(),
-            time(r.started_ms),
+            &time(r.started_ms),
             r.outcome.as_str(),
-            check,
-            if r.session.is_empty() {
-                "-"
-            } else {
-                &r.session
-            },
-        ));
+            &check,
+            or_dash(&r.session),
+        ]);
     }
-    out
+    table.render()
 }
 
 fn describe_run(r: &RunInfo) -> String {
@@ -593,5 +613,91 @@ mod tests {
         assert_eq!(time(0), "-");
         assert_eq!(time(1_767_261_600_000), "2026-01-01 10:00:00");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn tables_line_up() {
+        let channels = [
+            ChannelInfo {
+                spec: ChannelSpec {
+                    kind: "slack".into(),
+                    ..ChannelSpec::default()
+                },
+                state: stakpak_proto::ChannelState::Connecting,
+                ..ChannelInfo::default()
+            },
+            ChannelInfo {
+                spec: ChannelSpec {
+                    kind: "slack".into(),
+                    profile: "ops".into(),
+                    api_url: String::new(),
+                },
+                state: stakpak_proto::ChannelState::Reconnecting,
+                error: "socket closed".into(),
+                since_ms: 1_767_261_600_000,
+                bot_user: "U0123456789AB".into(),
+                connections: 2,
+            },
+        ];
+        assert_eq!(
+            render_channels(&channels),
+            "KIND      STATE         SINCE                BOT          PROFILE     ERROR\n\
+             slack     connecting    -                    -            default     \n\
+             slack     reconnecting  2026-01-01 10:00:00  U0123456789AB  ops         socket closed\n"
+        );
+        let last = RunInfo {
+            id: "r-1".into(),
+            outcome: RunOutcome::SkippedByCheck,
+            started_ms: 1_767_261_600_000,
+            ..RunInfo::default()
+        };
+        let schedules = [
+            ScheduleInfo {
+                spec: ScheduleSpec {
+                    name: "disk".into(),
+                    cron: "*/5 * * * *".into(),
+                    enabled: true,
+                    ..ScheduleSpec::default()
+                },
+                next_fire_ms: 1_767_261_600_000,
+                last_run: last.clone(),
+                ..ScheduleInfo::default()
+            },
+            ScheduleInfo {
+                spec: ScheduleSpec {
+                    name: "a-very-long-schedule-name".into(),
+                    cron: "@every 15m".into(),
+                    ..ScheduleSpec::default()
+                },
+                source: stakpak_proto::ScheduleSource::Cli,
+                ..ScheduleInfo::default()
+            },
+        ];
+        assert_eq!(
+            render_schedules(&schedules),
+            "NAME                 CRON             ENABLED FROM  NEXT (UTC)           LAST               LAST AT\n\
+             disk                 */5 * * * *      yes     file  2026-01-01 10:00:00  skipped-by-check   2026-01-01 10:00:00\n\
+             a-very-long-schedule-name @every 15m       no      cli   -                    -                  -\n"
+        );
+        let runs = [
+            RunInfo {
+                check_status: stakpak_proto::ExecStatus::Exited.into(),
+                check_code: 1,
+                session: "s-0a1b2c".into(),
+                trigger: stakpak_proto::RunTrigger::CatchUp,
+                ..last.clone()
+            },
+            RunInfo {
+                id: "r-2".into(),
+                outcome: RunOutcome::Running,
+                ..RunInfo::default()
+            },
+        ];
+        assert_eq!(
+            render_runs(&runs),
+            "RUN              TRIGGER   STARTED (UTC)        OUTCOME            CHECK        SESSION\n\
+             r-1              catch-up  2026-01-01 10:00:00  skipped-by-check   exited 1     s-0a1b2c\n\
+             r-2              schedule  -                    running            -            -\n"
+        );
     }
 }

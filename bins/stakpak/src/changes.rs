@@ -7,7 +7,12 @@ use anyhow::Context;
 use serde::Serialize;
 use stakpak_proto::{ChangeInfo, ChangeKind, Error as WireError, SandboxProxy};
 
-use crate::{locate, policy::EXIT_DENY, suite::Layout};
+use crate::{
+    locate,
+    policy::EXIT_DENY,
+    suite::Layout,
+    table::{Column, Table},
+};
 
 /// One change as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -85,12 +90,16 @@ pub fn revert(
 }
 
 fn render_table(rows: &[Row]) -> String {
-    let id_w = width(rows.iter().map(|r| r.id.len()), "ID");
-    let session_w = width(rows.iter().map(|r| r.session.len()), "SESSION");
-    let path_w = width(rows.iter().map(|r| r.path.len()), "PATH");
-    let mut out = format!(
-        "{:<id_w$}  {:<session_w$}  {:<6}  {:<path_w$}  {:<19}  REVERTED\n",
-        "ID", "SESSION", "KIND", "PATH", "WHEN"
+    let mut table = Table::new(
+        2,
+        [
+            Column::fit("ID"),
+            Column::fit("SESSION"),
+            Column::fixed("KIND", 6),
+            Column::fit("PATH"),
+            Column::fixed("WHEN", 19),
+            Column::fit("REVERTED"),
+        ],
     );
     for r in rows {
         let reverted = if r.reverted_ms == 0 {
@@ -98,20 +107,16 @@ fn render_table(rows: &[Row]) -> String {
         } else {
             utc_ms(r.reverted_ms)
         };
-        out.push_str(&format!(
-            "{:<id_w$}  {:<session_w$}  {:<6}  {:<path_w$}  {:<19}  {reverted}\n",
-            r.id,
-            r.session,
-            r.kind.as_str(),
-            r.path,
-            utc_ms(r.created_ms)
-        ));
+        table.row([
+            r.id.clone(),
+            r.session.clone(),
+            r.kind.to_string(),
+            r.path.clone(),
+            utc_ms(r.created_ms),
+            reverted,
+        ]);
     }
-    out
-}
-
-fn width(lens: impl Iterator<Item = usize>, header: &str) -> usize {
-    lens.max().unwrap_or(0).max(header.len())
+    table.render()
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).

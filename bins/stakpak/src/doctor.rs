@@ -26,6 +26,7 @@ use crate::{
     locate::{self, Target},
     status,
     suite::Layout,
+    table::{Column, Table},
 };
 
 /// How long connecting to a bus or asking it something may take.
@@ -267,23 +268,16 @@ pub fn exit_code(checks: &[Check]) -> ExitCode {
 
 /// The report as a table: symbol, name, message, and the fix on the next line.
 pub fn render(checks: &[Check], fancy: bool) -> String {
-    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    let indent = " ".repeat(width + if fancy { 5 } else { 8 });
-    let mut out = String::new();
+    let mut table = Table::new(2, ["", "", ""].map(Column::fit)).without_header();
     for c in checks {
-        let _ = writeln!(
-            out,
-            "{}  {:<width$}  {}",
-            c.status.symbol(fancy),
-            c.name,
-            c.message
-        );
+        table.row([c.status.symbol(fancy), &c.name, &c.message]);
         if let Some(fix) = &c.fix
             && matches!(c.status, Status::Warn | Status::Fail)
         {
-            let _ = writeln!(out, "{indent}fix: {fix}");
+            table.under(2, format!("fix: {fix}"));
         }
     }
+    let mut out = table.render();
     let count = |s| checks.iter().filter(|c| c.status == s).count();
     let _ = write!(
         out,

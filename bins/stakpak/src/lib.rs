@@ -17,6 +17,7 @@ pub mod secret;
 pub mod status;
 pub mod suite;
 pub mod systemd;
+pub mod table;
 pub mod tui;
 pub mod warden;
 pub mod wire_arg;

@@ -22,6 +22,7 @@ use stakpak_proto::Daemon;
 use crate::{
     locate::{self, Target},
     suite::Layout,
+    table,
 };
 
 /// How often `-f` looks for new lines.
@@ -335,13 +336,17 @@ pub fn format_line(line: &Line, width: usize, json: bool) -> String {
     if width == 0 {
         line.text.clone()
     } else {
-        format!("{:<width$}  {}", line.component, line.text)
+        format!("{}  {}", table::pad(line.component, width), line.text)
     }
 }
 
 fn files(args: &LogsArgs, components: &[Component], layout: &Layout) -> anyhow::Result<ExitCode> {
     let width = if components.len() > 1 {
-        components.iter().map(|c| c.name().len()).max().unwrap_or(0)
+        components
+            .iter()
+            .map(|c| table::width(c.name()))
+            .max()
+            .unwrap_or(0)
     } else {
         0
     };

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use stakpak_policy::{Action, Decision as LocalDecision, Policy, load::PolicyConfig};
 use stakpak_proto::{CheckKind, CheckReply, CheckRequest, Decision, WardenProxy};
 
-use crate::locate;
+use crate::{
+    locate,
+    table::{Column, Table},
+};
 
 /// Exit codes of `policy check`.
 pub const EXIT_ASK: u8 = 3;
@@ -223,16 +226,6 @@ fn from_reply(r: CheckReply) -> Output {
 /// `stakpak policy list`.
 pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let policy = local_policy(config_dir, &[], true, true)?;
-    #[derive(Serialize)]
-    struct Row<'a> {
-        rule: &'a str,
-        /// `command` (commands and file writes) or `request` (HTTP through the proxy).
-        kind: CheckKind,
-        decision: &'a str,
-        pack: &'a str,
-        source: &'a str,
-        reason: &'a str,
-    }
     let rows: Vec<Row<'_>> = policy
         .packs()
         .iter()
@@ -260,18 +253,37 @@ pub fn list(config_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let w = rows.iter().map(|r| r.rule.len()).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:<7}  {:<8}  REASON", "RULE", "KIND", "DECISION");
-    for r in &rows {
-        println!(
-            "{:<w$}  {:<7}  {:<8}  {}",
-            r.rule,
-            r.kind.as_str(),
-            r.decision,
-            r.reason
-        );
-    }
+    print!("{}", render_rules(&rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// One rule as `stakpak policy list` shows it.
+#[derive(Serialize)]
+struct Row<'a> {
+    rule: &'a str,
+    /// `command` (commands and file writes) or `request` (HTTP through the proxy).
+    kind: CheckKind,
+    decision: &'a str,
+    pack: &'a str,
+    source: &'a str,
+    reason: &'a str,
+}
+
+/// The table of `stakpak policy list`.
+fn render_rules(rows: &[Row<'_>]) -> String {
+    let mut table = Table::new(
+        2,
+        [
+            Column::fit("RULE"),
+            Column::fixed("KIND", 7),
+            Column::fixed("DECISION", 8),
+            Column::fit("REASON"),
+        ],
+    );
+    for r in rows {
+        table.row([r.rule, r.kind.as_str(), r.decision, r.reason]);
+    }
+    table.render()
 }
 
 /// `stakpak policy test [DIR…] [--corpus FILE…]`: loading runs every rule's examples; corpus
@@ -332,4 +344,37 @@ pub fn test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_table() {
+        let row = |rule, kind, decision, reason| Row {
+            rule,
+            kind,
+            decision,
+            pack: "p",
+            source: "builtin",
+            reason,
+        };
+        let rows = [
+            row(
+                "git.push-force",
+                CheckKind::Command,
+                "ask",
+                "rewrites history",
+            ),
+            row("k8s-api.delete-namespace", CheckKind::Request, "deny", "no"),
+        ];
+        assert_eq!(
+            render_rules(&rows),
+            "RULE                      KIND     DECISION  REASON\n\
+             git.push-force            command  ask       rewrites history\n\
+             k8s-api.delete-namespace  request  deny      no\n"
+        );
+        assert_eq!(render_rules(&[]), "RULE  KIND     DECISION  REASON\n");
+    }
 }

@@ -16,7 +16,11 @@ use stakpak_proto::{
     ToolCallState, session_path,
 };
 
-use crate::{locate, suite::Layout};
+use crate::{
+    locate,
+    suite::Layout,
+    table::{Column, Table},
+};
 
 /// Exit status when a call waits for approval (stakpak's `--pause-on-approval`).
 pub const EXIT_PAUSED: u8 = 10;
@@ -378,26 +382,37 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if sessions.is_empty() {
-        println!("no sessions");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<16} {:<17} {:>5} {:>9} {:<10} TITLE",
-        "ID", "STATE", "TURNS", "TOKENS", "PROFILE"
-    );
-    for s in &sessions {
-        println!(
-            "{:<16} {:<17} {:>5} {:>9} {:<10} {}",
-            s.id,
-            s.state.as_str(),
-            s.turns,
-            s.input_tokens + s.output_tokens,
-            s.profile,
-            s.title
-        );
-    }
+    print!("{}", render_sessions(&sessions));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table of `stakpak sessions list`.
+fn render_sessions(sessions: &[SessionInfo]) -> String {
+    if sessions.is_empty() {
+        return "no sessions\n".into();
+    }
+    let mut table = Table::new(
+        1,
+        [
+            Column::fixed("ID", 16),
+            Column::fixed("STATE", 17),
+            Column::fixed("TURNS", 5).right(),
+            Column::fixed("TOKENS", 9).right(),
+            Column::fixed("PROFILE", 10),
+            Column::fit("TITLE"),
+        ],
+    );
+    for s in sessions {
+        table.row([
+            s.id.clone(),
+            s.state.to_string(),
+            s.turns.to_string(),
+            (s.input_tokens + s.output_tokens).to_string(),
+            s.profile.clone(),
+            s.title.clone(),
+        ]);
+    }
+    table.render()
 }
 
 /// `stakpak sessions cancel ID`.
@@ -482,4 +497,41 @@ pub fn check(prompt: Option<&str>, args: &RunArgs) -> anyhow::Result<()> {
         bail!("give a prompt, or -s SESSION to continue one");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_table() {
+        assert_eq!(render_sessions(&[]), "no sessions\n");
+        let sessions = [
+            SessionInfo {
+                id: "s-0a1b2c3d4e5f".into(),
+                title: "why is web slow?".into(),
+                profile: "default".into(),
+                state: St::WaitingApproval,
+                turns: 3,
+                input_tokens: 1200,
+                output_tokens: 34,
+                ..SessionInfo::default()
+            },
+            SessionInfo {
+                id: "nightly-disk-check-with-a-long-id".into(),
+                title: "df".into(),
+                profile: "a-long-profile".into(),
+                state: St::Finished,
+                turns: 123_456,
+                input_tokens: 9_999_999_999,
+                ..SessionInfo::default()
+            },
+        ];
+        assert_eq!(
+            render_sessions(&sessions),
+            "ID               STATE             TURNS    TOKENS PROFILE    TITLE\n\
+             s-0a1b2c3d4e5f   waiting-approval      3      1234 default    why is web slow?\n\
+             nightly-disk-check-with-a-long-id finished          123456 9999999999 a-long-profile df\n"
+        );
+    }
 }

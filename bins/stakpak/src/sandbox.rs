@@ -11,6 +11,7 @@ use crate::{
     locate,
     policy::{EXIT_ASK, EXIT_DENY},
     suite::Layout,
+    table::{Column, Table},
 };
 
 /// Exit code when the command ran out of time, as `timeout(1)` uses.
@@ -169,27 +170,70 @@ pub fn render_tasks(tasks: &[TaskInfo], now_ms: i64) -> String {
     if tasks.is_empty() {
         return "no background tasks\n".into();
     }
-    let mut out = format!(
-        "{:<16} {:<12} {:<10} {:>5} {:>7} {:>9}  {}\n",
-        "ID", "SESSION", "STATE", "CODE", "AGE", "OUTPUT", "COMMAND"
+    let mut table = Table::new(
+        1,
+        [
+            Column::fixed("ID", 16),
+            Column::fixed("SESSION", 12),
+            Column::fixed("STATE", 10),
+            Column::fixed("CODE", 5).right(),
+            Column::fixed("AGE", 7).right(),
+            Column::fixed("OUTPUT", 9).right(),
+            Column::fit("COMMAND").gap(2),
+        ],
     );
     for t in tasks {
-        let command: String = t.command.chars().take(60).collect();
         let code = if t.state == ExecStatus::Running {
             "-".to_string()
         } else {
             t.code.to_string()
         };
-        out.push_str(&format!(
-            "{:<16} {:<12} {:<10} {:>5} {:>7} {:>9}  {}\n",
-            t.id,
-            t.session,
-            t.state,
+        table.row([
+            t.id.clone(),
+            t.session.clone(),
+            t.state.to_string(),
             code,
             age(now_ms - t.started_ms),
-            t.output_bytes,
-            command
-        ));
+            t.output_bytes.to_string(),
+            t.command.chars().take(60).collect(),
+        ]);
     }
-    out
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_table() {
+        assert_eq!(render_tasks(&[], 0), "no background tasks\n");
+        let tasks = [
+            TaskInfo {
+                id: "t-0a1b2c3d4e5f".into(),
+                session: "cli".into(),
+                command: "sleep 100".into(),
+                state: ExecStatus::Running,
+                started_ms: 1_000,
+                output_bytes: 12,
+                ..TaskInfo::default()
+            },
+            TaskInfo {
+                id: "t-ffffffffffff-and-more".into(),
+                session: "a-session-id-that-is-long".into(),
+                command: "x".repeat(70),
+                state: ExecStatus::TimedOut,
+                code: 9,
+                started_ms: 1_000 - 3_700_000,
+                output_bytes: 12_345_678_901,
+                ..TaskInfo::default()
+            },
+        ];
+        assert_eq!(
+            render_tasks(&tasks, 62_000),
+            "ID               SESSION      STATE       CODE     AGE    OUTPUT  COMMAND\n\
+             t-0a1b2c3d4e5f   cli          running        -    1m1s        12  sleep 100\n\
+             t-ffffffffffff-and-more a-session-id-that-is-long timed-out      9    1h2m 12345678901  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+        );
+    }
 }

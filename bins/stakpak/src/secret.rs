@@ -20,7 +20,12 @@ use stakpak_secrets::{
     redact::Redactor,
 };
 
-use crate::{locate, status::is_absent, suite::Layout};
+use crate::{
+    locate,
+    status::is_absent,
+    suite::Layout,
+    table::{Column, Table},
+};
 
 /// Exit status of `scan` when it found something.
 pub const EXIT_FOUND: u8 = 3;
@@ -98,25 +103,35 @@ pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::R
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:<w$}  {:<20}  {:<20}  CONSUMERS",
-        "NAME", "CREATED", "UPDATED"
+    print!("{}", render_list(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of `stakpak secret list`.
+fn render_list(rows: &[Row]) -> String {
+    let mut table = Table::new(
+        2,
+        [
+            Column::fit("NAME"),
+            Column::fixed("CREATED", 20),
+            Column::fixed("UPDATED", 20),
+            Column::fit("CONSUMERS"),
+        ],
     );
-    for r in &rows {
+    for r in rows {
         let consumers = if r.consumers.is_empty() {
             "(any)".to_owned()
         } else {
             r.consumers.join(",")
         };
-        println!(
-            "{:<w$}  {:<20}  {:<20}  {consumers}",
-            r.name,
+        table.row([
+            r.name.clone(),
             utc(i64::try_from(r.created_unix).unwrap_or(i64::MAX)),
-            utc(i64::try_from(r.updated_unix).unwrap_or(i64::MAX))
-        );
+            utc(i64::try_from(r.updated_unix).unwrap_or(i64::MAX)),
+            consumers,
+        ]);
     }
-    Ok(ExitCode::SUCCESS)
+    table.render()
 }
 
 /// Finds the suite, connects, and runs one call on secretd with errors a person can read.
@@ -327,5 +342,33 @@ mod tests {
         for (unix, text) in cases {
             assert_eq!(utc(unix), text, "{unix}");
         }
+    }
+
+    #[test]
+    fn list_table() {
+        let rows = [
+            Row {
+                name: "db".into(),
+                created_unix: 1_764_209_645,
+                updated_unix: 1_764_209_645,
+                consumers: vec![],
+            },
+            Row {
+                name: "slack.bot_token".into(),
+                created_unix: 0,
+                updated_unix: 951_782_400,
+                consumers: vec!["schedd".into(), "agent".into()],
+            },
+        ];
+        assert_eq!(
+            render_list(&rows),
+            "NAME             CREATED               UPDATED               CONSUMERS\n\
+             db               2025-11-27 02:14:05   2025-11-27 02:14:05   (any)\n\
+             slack.bot_token  1970-01-01 00:00:00   2000-02-29 00:00:00   schedd,agent\n"
+        );
+        assert_eq!(
+            render_list(&[]),
+            "NAME  CREATED               UPDATED               CONSUMERS\n"
+        );
     }
 }

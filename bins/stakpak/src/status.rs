@@ -9,7 +9,10 @@ use stakpak_proto::{
 };
 use zbus::Connection;
 
-use crate::locate::Target;
+use crate::{
+    locate::Target,
+    table::{Column, Table},
+};
 
 /// How long one daemon may take to answer before it is shown as unresponsive.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -169,17 +172,15 @@ async fn futures_join_all(conn: &Connection) -> Vec<Result<DaemonStatus, String>
 }
 
 pub fn render_table(report: &Report) -> String {
-    let mut rows = vec![[
-        "DAEMON".to_string(),
-        "STATE".to_string(),
-        "PID".to_string(),
-        "VERSION".to_string(),
-        "UPTIME".to_string(),
-        "LANDLOCK".to_string(),
-        "RESTARTS".to_string(),
-    ]];
+    let mut table = Table::new(
+        2,
+        [
+            "DAEMON", "STATE", "PID", "VERSION", "UPTIME", "LANDLOCK", "RESTARTS",
+        ]
+        .map(Column::fit),
+    );
     for d in &report.daemons {
-        rows.push([
+        table.row([
             d.daemon.clone(),
             d.state.as_str().to_string(),
             d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -195,19 +196,7 @@ pub fn render_table(report: &Report) -> String {
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = table.render();
     for d in &report.daemons {
         if let Some(e) = &d.error {
             out.push_str(&format!("{}: {e}\n", d.daemon));

@@ -17,7 +17,11 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use stakpak_proto::Daemon;
 
-use crate::{status::Report, suite};
+use crate::{
+    status::Report,
+    suite,
+    table::{Column, Table},
+};
 
 /// The target that pulls in the five services.
 pub const TARGET: &str = "stakpak.target";
@@ -194,34 +198,16 @@ pub fn all_active(units: &[UnitState]) -> bool {
 
 /// The units table printed under the daemons' table.
 pub fn render_units(units: &[UnitState]) -> String {
-    let mut rows = vec![[
-        "UNIT".to_string(),
-        "ACTIVE".to_string(),
-        "SUB".to_string(),
-        "RESTARTS".to_string(),
-    ]];
+    let mut table = Table::new(2, ["UNIT", "ACTIVE", "SUB", "RESTARTS"].map(Column::fit));
     for u in units {
-        rows.push([
+        table.row([
             u.unit.clone(),
             u.active_state.clone(),
             u.sub_state.clone(),
             u.restarts.map_or_else(|| "-".into(), |r| r.to_string()),
         ]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 #[cfg(test)]

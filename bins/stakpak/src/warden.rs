@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use stakpak_proto::{Error as WireError, RequestLogEntry, RequestLogQuery, WardenProxy};
 
-use crate::{locate, suite::Layout};
+use crate::{locate, suite::Layout, table};
 
 #[derive(Debug, Subcommand)]
 pub enum WardenCommand {
@@ -112,9 +112,9 @@ fn render(e: &RequestLogEntry, detailed: bool) -> String {
         e.rule.as_str()
     };
     let mut out = format!(
-        "{}  {:<9}  {}  {}  {}\n",
+        "{}  {}  {}  {}  {}\n",
         crate::secret::utc(e.ts_ms.div_euclid(1000)),
-        e.outcome.as_str(),
+        table::pad(e.outcome.as_str(), 9),
         e.status,
         target(e),
         rule
