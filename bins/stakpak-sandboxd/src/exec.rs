@@ -176,28 +176,15 @@ pub(crate) enum Prep {
     Refused(Reply),
 }
 
-/// A new execution id: `x-` and 12 hex digits.
-pub(crate) fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 6];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Unique enough without randomness: time and a counter.
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        bytes.copy_from_slice(&n.to_le_bytes()[..6]);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{hex}")
+/// A new execution id: `x-` and 12 hex digits. No randomness is an error, never a guessable
+/// id that could collide with another.
+pub(crate) fn new_id(prefix: &str) -> Result<String, Error> {
+    stakpak_util::random::id(prefix)
+        .map_err(|e| Error::Internal(format!("cannot make an execution id: {e}")))
 }
 
 /// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use stakpak_util::now_ms;
 
 impl Executor {
     pub(crate) fn new(
@@ -269,7 +256,7 @@ impl Executor {
             task,
             started: Instant::now(),
         };
-        let exec_id = new_id("x");
+        let exec_id = new_id("x")?;
         let peers = bus.peers(&config.exec);
 
         // (a) The warden's verdict; anything but a clear `allow` refuses.

@@ -35,7 +35,6 @@ use std::{
     },
     path::{Component, Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use rustix::{
@@ -44,6 +43,7 @@ use rustix::{
 };
 use sha2::{Digest, Sha256};
 use stakpak_proto::CheckKind;
+use stakpak_util::now_ms;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -1321,16 +1321,13 @@ fn give_to_owner_of(folder: &impl AsFd, made: &impl AsFd) {
 }
 
 fn random_hex(n: usize) -> std::io::Result<String> {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    stakpak_util::random::hex(n).map_err(std::io::Error::other)
 }
 
 /// `c-` and 12 hex digits.
 fn new_id() -> Result<String, Error> {
-    random_hex(6)
-        .map(|h| format!("c-{h}"))
-        .map_err(|e| Error::Internal(format!("no randomness for a change id: {e}")))
+    stakpak_util::random::id("c")
+        .map_err(|e| Error::Internal(format!("cannot make a change id: {e}")))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -1338,13 +1335,6 @@ fn sha256(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

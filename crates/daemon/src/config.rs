@@ -10,6 +10,7 @@ use std::{
 };
 
 use serde::{Deserialize, de::DeserializeOwned};
+use stakpak_util::one_line;
 
 use crate::Paths;
 use tracing_subscriber::EnvFilter;
@@ -88,23 +89,6 @@ pub fn load_config<C: DaemonConfig>(path: &Path, paths: &Paths) -> Result<C, Con
     config.log().validate().map_err(invalid)?;
     config.prepare(paths).map_err(invalid)?;
     Ok(config)
-}
-
-/// toml renders errors as a small diagram (the quoted source line, a caret line); a log line
-/// and a D-Bus error want the position and the words only.
-fn one_line(message: &str) -> String {
-    let is_diagram = |l: &str| {
-        let rest = l
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-            .trim_start();
-        rest.starts_with('|') || l.chars().all(|c| c == '^' || c.is_whitespace())
-    };
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !is_diagram(l))
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 #[cfg(test)]

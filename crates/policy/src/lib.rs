@@ -507,17 +507,4 @@ fn truncate(s: &str) -> String {
 }
 
 /// toml renders errors as a small diagram; a log line wants the position and the words.
-pub(crate) fn one_line(message: &str) -> String {
-    let is_diagram = |l: &str| {
-        let rest = l
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-            .trim_start();
-        rest.starts_with('|') || l.chars().all(|c| c == '^' || c.is_whitespace())
-    };
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !is_diagram(l))
-        .collect::<Vec<_>>()
-        .join(": ")
-}
+pub(crate) use stakpak_util::one_line;

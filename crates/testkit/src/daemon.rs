@@ -2,7 +2,6 @@
 //! share.
 
 use std::{
-    io::Read,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -62,17 +61,10 @@ pub fn daemon_command(daemon: Daemon, bus_address: &str, dirs: &DaemonDirs) -> C
     cmd
 }
 
-/// `n` characters of `alphabet` from the kernel's random source (canaries, tokens).
+/// `n` characters of `alphabet` from the kernel's random source (canaries, tokens), each
+/// symbol equally likely.
 pub fn random_string(alphabet: &[u8], n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes
-        .iter()
-        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-        .collect()
+    stakpak_util::random::string(alphabet, n).unwrap()
 }
 
 /// Every regular file below `dir`, recursively, sorted.
