@@ -1,15 +1,29 @@
 //! `stakpak-agent`: the agent loop: LLM calls, tool dispatch, approvals, sessions, rulebooks.
 //!
-//! Serves `dev.stakpak.Agent1` through the shared daemon runtime of `stakpak-daemon`. Each
-//! session is a loop (`session.rs`) that plans with the model of its profile (`config.toml`,
-//! read through `stakpak-config`) and acts only through sandboxd (`tools.rs`); sessions,
-//! messages, tool calls and checkpoints live in `<state>/sessions.db` (`store.rs`).
+//! Serves `dev.stakpak.Agent1` through the shared daemon runtime of `stakpak-daemon`.
+//! `dbus.rs` turns calls into the registry's (`registry.rs`: starting, listing, answering
+//! and cancelling sessions) and reports back into signals (`events.rs`). Each session is a
+//! loop (`turn.rs`, its tool calls in `calls.rs`) that plans with the model of its profile
+//! (`profile.rs`, read from `config.toml` through `stakpak-config`) and acts only through
+//! its peers (`peers.rs`; sandboxd for every side effect, `tools.rs`); sessions, messages,
+//! tool calls and checkpoints live in `<state>/sessions.db` (`store.rs`).
+//!
+//! Imports flow one way: `dbus` → `registry` → `turn` → `calls` → `tools` → `peers`, all
+//! of them over `state`, `store`, `model`, `events` and `error`.
 
+mod calls;
 mod config;
 mod dbus;
-mod session;
+mod error;
+mod events;
+mod model;
+mod peers;
+mod profile;
+mod registry;
+mod state;
 mod store;
 mod tools;
+mod turn;
 
 use std::path::PathBuf;
 
@@ -65,7 +79,7 @@ impl Service for AgentDaemon {
                 "sessions were running when the agent stopped; resume them with stakpak -s ID"
             );
         }
-        let sessions = session::Manager::new(
+        let sessions = registry::Manager::new(
             store,
             ctx.config.clone(),
             ctx.paths.config_dir.clone(),

@@ -12,10 +12,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use stakpak_llm::{Message, Usage};
-use stakpak_proto::{
-    MessageInfo, Role, SessionInfo, SessionState, ToolCallInfo, UnknownValue,
-};
+use stakpak_proto::{Opt, UnknownValue};
 use stakpak_sqlite::{MigrateError, Migrations, Step};
+
+use crate::model::{Logged, Session, SessionState, ToolCall, ToolCallState, Verdict};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -96,18 +96,14 @@ pub struct Store {
 /// Where a session's loop starts again.
 #[derive(Debug, Clone)]
 pub struct Resumed {
-    pub info: SessionInfo,
+    pub info: Session,
     pub messages: Vec<Message>,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Unix milliseconds now, as every table stores time.
+pub use stakpak_util::now_ms;
 
-/// A column holding one of a wire enum's names.
+/// A column holding one of the names of a state or verdict (the names the wire uses too).
 fn named<T: std::str::FromStr<Err = UnknownValue>>(
     row: &rusqlite::Row<'_>,
     column: usize,
@@ -117,8 +113,8 @@ fn named<T: std::str::FromStr<Err = UnknownValue>>(
     })
 }
 
-fn info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
-    Ok(SessionInfo {
+fn info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
         id: row.get(0)?,
         title: row.get(1)?,
         profile: row.get(2)?,
@@ -131,17 +127,23 @@ fn info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionInfo> {
         input_tokens: row.get::<_, i64>(9)?.max(0) as u64,
         output_tokens: row.get::<_, i64>(10)?.max(0) as u64,
         pending: row.get(11)?,
-        checkpoint: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+        checkpoint: row.get(12)?,
     })
 }
 
-const INFO_COLUMNS: &str = "s.id, s.title, s.profile, s.model, s.state, s.reason, s.created_ms, \
-     s.updated_ms, s.turns, s.input_tokens, s.output_tokens, \
-     (SELECT COUNT(*) FROM tool_calls t WHERE t.session = s.id AND t.state = 'waiting-approval'), \
-     (SELECT c.id FROM checkpoints c WHERE c.session = s.id ORDER BY c.created_ms DESC, c.turn DESC LIMIT 1)";
+/// The columns of a [`Session`], for `SELECT … FROM sessions s`.
+fn info_columns() -> String {
+    format!(
+        "s.id, s.title, s.profile, s.model, s.state, s.reason, s.created_ms, \
+         s.updated_ms, s.turns, s.input_tokens, s.output_tokens, \
+         (SELECT COUNT(*) FROM tool_calls t WHERE t.session = s.id AND t.state = '{}'), \
+         (SELECT c.id FROM checkpoints c WHERE c.session = s.id ORDER BY c.created_ms DESC, c.turn DESC LIMIT 1)",
+        ToolCallState::WaitingApproval.as_str()
+    )
+}
 
-fn call_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ToolCallInfo> {
-    Ok(ToolCallInfo {
+fn call_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ToolCall> {
+    Ok(ToolCall {
         id: row.get(0)?,
         session: row.get(1)?,
         turn: row.get(2)?,
@@ -149,7 +151,7 @@ fn call_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ToolCallInfo> {
         arguments: row.get(4)?,
         state: named(row, 5)?,
         approval: row.get(6)?,
-        decision: named(row, 7)?,
+        verdict: named::<Opt<Verdict>>(row, 7)?.get(),
         rule: row.get(8)?,
         reason: row.get(9)?,
         output: row.get(10)?,
@@ -185,13 +187,18 @@ impl Store {
     /// Sessions that were running when the agent stopped become `interrupted`.
     pub fn mark_interrupted(&mut self) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE sessions SET state = 'interrupted', reason = 'the agent stopped while it ran; resume it with stakpak -s ID', updated_ms = ?1 \
-             WHERE state IN ('running', 'waiting-approval')",
-            params![now_ms()],
+            "UPDATE sessions SET state = ?2, reason = 'the agent stopped while it ran; resume it with stakpak -s ID', updated_ms = ?1 \
+             WHERE state IN (?3, ?4)",
+            params![
+                now_ms(),
+                SessionState::Interrupted.as_str(),
+                SessionState::Running.as_str(),
+                SessionState::WaitingApproval.as_str()
+            ],
         )?)
     }
 
-    pub fn create(&mut self, info: &SessionInfo, workdir: &str) -> Result<(), StoreError> {
+    pub fn create(&mut self, info: &Session, workdir: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO sessions (id, title, profile, model, state, reason, workdir, created_ms, updated_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, '', ?6, ?7, ?7)",
@@ -247,20 +254,21 @@ impl Store {
         Ok(())
     }
 
-    pub fn info(&self, id: &str) -> Result<Option<SessionInfo>, StoreError> {
+    pub fn info(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                &format!("SELECT {INFO_COLUMNS} FROM sessions s WHERE s.id = ?1"),
+                &format!("SELECT {} FROM sessions s WHERE s.id = ?1", info_columns()),
                 params![id],
                 info_from_row,
             )
             .optional()?)
     }
 
-    pub fn list(&self) -> Result<Vec<SessionInfo>, StoreError> {
+    pub fn list(&self) -> Result<Vec<Session>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {INFO_COLUMNS} FROM sessions s ORDER BY s.created_ms DESC, s.id"
+            "SELECT {} FROM sessions s ORDER BY s.created_ms DESC, s.id",
+            info_columns()
         ))?;
         let rows = stmt.query_map([], info_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -275,11 +283,7 @@ impl Store {
         let Some(info) = self.info(id)? else {
             return Ok(None);
         };
-        let cp = checkpoint.or(if info.checkpoint.is_empty() {
-            None
-        } else {
-            Some(info.checkpoint.as_str())
-        });
+        let cp = checkpoint.or(info.checkpoint.as_deref());
         let count: Option<i64> = match cp {
             Some(cp) => self
                 .conn
@@ -372,7 +376,7 @@ impl Store {
         &mut self,
         from: &str,
         checkpoint: &str,
-        new: &SessionInfo,
+        new: &Session,
     ) -> Result<bool, StoreError> {
         let Some(resumed) = self.resume(from, Some(checkpoint))? else {
             return Ok(false);
@@ -382,7 +386,7 @@ impl Store {
         Ok(true)
     }
 
-    pub fn put_call(&mut self, call: &ToolCallInfo) -> Result<(), StoreError> {
+    pub fn put_call(&mut self, call: &ToolCall) -> Result<(), StoreError> {
         let now = now_ms();
         self.conn.execute(
             &format!(
@@ -400,7 +404,7 @@ impl Store {
                 call.arguments,
                 call.state.as_str(),
                 call.approval,
-                call.decision.as_str(),
+                Opt(call.verdict).as_str(),
                 call.rule,
                 call.reason,
                 call.output,
@@ -411,7 +415,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn calls(&self, session: &str) -> Result<Vec<ToolCallInfo>, StoreError> {
+    pub fn calls(&self, session: &str) -> Result<Vec<ToolCall>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {CALL_COLUMNS} FROM tool_calls WHERE session = ?1 ORDER BY created_ms, turn, id"
         ))?;
@@ -419,7 +423,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn messages(&self, session: &str) -> Result<Vec<MessageInfo>, StoreError> {
+    pub fn messages(&self, session: &str) -> Result<Vec<Logged>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT json, created_ms FROM messages WHERE session = ?1 ORDER BY seq")?;
@@ -431,34 +435,12 @@ impl Store {
             let (json, created_ms) = row?;
             let message: Message =
                 serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(message_info(&message, created_ms));
+            out.push(Logged {
+                message,
+                created_ms,
+            });
         }
         Ok(out)
-    }
-}
-
-fn message_info(message: &Message, created_ms: i64) -> MessageInfo {
-    match message {
-        Message::User { text } => MessageInfo {
-            role: Role::User,
-            text: text.clone(),
-            tool_calls: Vec::new(),
-            created_ms,
-        },
-        Message::Assistant { text, tool_calls } => MessageInfo {
-            role: Role::Assistant,
-            text: text.clone(),
-            tool_calls: tool_calls.iter().map(|c| c.id.clone()).collect(),
-            created_ms,
-        },
-        Message::Tool {
-            call_id, content, ..
-        } => MessageInfo {
-            role: Role::Tool,
-            text: content.clone(),
-            tool_calls: vec![call_id.clone()],
-            created_ms,
-        },
     }
 }
 
@@ -467,16 +449,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn info(id: &str) -> SessionInfo {
-        SessionInfo {
+    fn info(id: &str) -> Session {
+        Session {
             id: id.into(),
             title: "t".into(),
             profile: "default".into(),
             model: "m/x".into(),
             state: SessionState::Running,
+            reason: String::new(),
             created_ms: 1,
             updated_ms: 1,
-            ..SessionInfo::default()
+            turns: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            pending: 0,
+            checkpoint: None,
         }
     }
 
@@ -505,7 +492,7 @@ mod tests {
         });
         let cp2 = store.checkpoint("a", 2, &m2, 1, Usage::default()).unwrap();
         let info_a = store.info("a").unwrap().unwrap();
-        assert_eq!(info_a.checkpoint, cp2);
+        assert_eq!(info_a.checkpoint, Some(cp2));
         assert_eq!((info_a.turns, info_a.input_tokens), (2, 10));
         assert_eq!(store.resume("a", None).unwrap().unwrap().messages.len(), 2);
         assert_eq!(
@@ -524,10 +511,7 @@ mod tests {
         });
         store.checkpoint("a", 2, &m3, 1, Usage::default()).unwrap();
         let msgs = store.messages("a").unwrap();
-        assert_eq!(
-            msgs.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
-            ["hi", "again"]
-        );
+        assert_eq!(msgs.into_iter().map(|m| m.message).collect::<Vec<_>>(), m3);
         assert!(store.fork("a", &cp1, &info("b")).unwrap());
         assert_eq!(store.messages("b").unwrap().len(), 1);
         assert_eq!(store.mark_interrupted().unwrap(), 2);

@@ -6,7 +6,11 @@
 
 use serde_json::{Value, json};
 use stakpak_llm::ToolSpec;
-use stakpak_proto::{Decision, ExecRequest, ExecStatus, Opt, SandboxProxy, ViewRequest, zbus};
+use stakpak_proto::{
+    Decision, ExecReply, ExecRequest, ExecStatus, SandboxProxy, ViewRequest, zbus,
+};
+
+use crate::peers::Peers;
 
 /// Tools that only read: approved without asking unless the profile says otherwise.
 pub const READ_ONLY: [&str; 5] = [
@@ -17,13 +21,35 @@ pub const READ_ONLY: [&str; 5] = [
     "generate_password",
 ];
 
+/// Why a tool call could not be carried out; the message is for the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("the arguments of {tool} must be a JSON object, got: {got}")]
+    NotAnObject { tool: String, got: String },
+    #[error(
+        "the arguments of {tool} are not valid JSON ({error}); send them again as one JSON object"
+    )]
+    NotJson {
+        tool: String,
+        error: serde_json::Error,
+    },
+    #[error("{tool} needs a string argument `{key}`")]
+    Missing { tool: String, key: &'static str },
+    #[error("there is no tool {0:?}")]
+    NoSuchTool(String),
+    #[error("sandboxd is not reachable: {0}")]
+    Unreachable(zbus::Error),
+    #[error("sandboxd refused or failed: {0}")]
+    Sandbox(#[from] stakpak_proto::Error),
+}
+
 /// The result of one tool call, as the model will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub content: String,
     pub is_error: bool,
     /// The warden's verdict when sandboxd reported one.
-    pub decision: Opt<Decision>,
+    pub verdict: Option<Decision>,
     pub rule: String,
     pub reason: String,
 }
@@ -33,7 +59,7 @@ impl Outcome {
         Outcome {
             content: content.into(),
             is_error: false,
-            decision: Opt::NONE,
+            verdict: None,
             rule: String::new(),
             reason: String::new(),
         }
@@ -56,7 +82,7 @@ pub struct Call {
 
 impl Call {
     /// Parses the model's arguments; the error is the message for the model.
-    pub fn parse(name: &str, arguments: &str) -> Result<Call, String> {
+    pub fn parse(name: &str, arguments: &str) -> Result<Call, ToolError> {
         let text = if arguments.trim().is_empty() {
             "{}"
         } else {
@@ -67,21 +93,25 @@ impl Call {
                 name: name.to_string(),
                 args,
             }),
-            Ok(_) => Err(format!(
-                "the arguments of {name} must be a JSON object, got: {}",
-                short(text)
-            )),
-            Err(e) => Err(format!(
-                "the arguments of {name} are not valid JSON ({e}); send them again as one JSON object"
-            )),
+            Ok(_) => Err(ToolError::NotAnObject {
+                tool: name.to_string(),
+                got: short(text),
+            }),
+            Err(error) => Err(ToolError::NotJson {
+                tool: name.to_string(),
+                error,
+            }),
         }
     }
 
-    fn str(&self, key: &str) -> Result<&str, String> {
+    fn str(&self, key: &'static str) -> Result<&str, ToolError> {
         self.args
             .get(key)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("{} needs a string argument `{key}`", self.name))
+            .ok_or_else(|| ToolError::Missing {
+                tool: self.name.clone(),
+                key,
+            })
     }
 
     fn opt_str(&self, key: &str) -> Option<&str> {
@@ -217,8 +247,8 @@ pub fn specs() -> Vec<ToolSpec> {
 
 /// Everything a tool needs to act.
 pub struct Context<'a> {
-    pub connection: &'a zbus::Connection,
-    pub session: &'a str,
+    /// sandboxd, and the session the calls are for.
+    pub peers: &'a Peers,
     /// Default `run_command` timeout, seconds.
     pub command_timeout: u64,
 }
@@ -228,94 +258,110 @@ pub struct Context<'a> {
 pub async fn run(call: &Call, ctx: &Context<'_>) -> Outcome {
     match run_inner(call, ctx).await {
         Ok(outcome) => outcome,
-        Err(message) => Outcome::error(message),
+        Err(e) => Outcome::error(e.to_string()),
     }
 }
 
-fn wire(e: stakpak_proto::Error) -> String {
-    format!("sandboxd refused or failed: {e}")
+async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, ToolError> {
+    let sandbox = ctx.peers.sandbox().await.map_err(ToolError::Unreachable)?;
+    let session = ctx.peers.session().to_string();
+    match call.name.as_str() {
+        "run_command" | "run_command_task" => run_command(call, ctx, &sandbox, session).await,
+        "get_all_tasks" | "get_task_details" | "wait_for_tasks" | "cancel_task" => {
+            tasks(call, &sandbox, session).await
+        }
+        "view" | "create" | "str_replace" | "remove" => files(call, &sandbox, session).await,
+        other => Err(ToolError::NoSuchTool(other.to_string())),
+    }
 }
 
-async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
-    let sandbox = SandboxProxy::new(ctx.connection)
-        .await
-        .map_err(|e| format!("sandboxd is not reachable: {e}"))?;
-    let session = ctx.session.to_string();
-    match call.name.as_str() {
-        "run_command" | "run_command_task" => {
-            let request = ExecRequest {
-                session,
-                command: call.str("command")?.to_string(),
-                workdir: call.opt_str("workdir").unwrap_or("").to_string(),
-                timeout_ms: call
-                    .opt_u64("timeout")
-                    .unwrap_or(if call.name == "run_command" {
-                        ctx.command_timeout
-                    } else {
-                        0
-                    })
-                    .saturating_mul(1000),
-                ..ExecRequest::default()
-            };
-            if call.name == "run_command_task" {
-                let info = sandbox.start_task(request).await.map_err(wire)?;
-                let mut out = Outcome::ok(
-                    json!({"task_id": info.id, "state": info.state, "reason": info.reason})
-                        .to_string(),
-                );
-                out.is_error = info.state == ExecStatus::Denied;
-                out.decision = info.decision;
-                out.rule = info.rule;
-                out.reason = info.reason;
-                return Ok(out);
-            }
-            let reply = sandbox.exec(request).await.map_err(wire)?;
-            let mut text = String::new();
-            if reply.status == ExecStatus::Denied {
-                text = format!(
-                    "refused by the warden ({}{}): {}",
-                    reply.decision,
-                    if reply.rule.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", rule {}", reply.rule)
-                    },
-                    reply.reason
-                );
+/// `run_command` (waits for the command) and `run_command_task` (starts it in the
+/// background).
+async fn run_command(
+    call: &Call,
+    ctx: &Context<'_>,
+    sandbox: &SandboxProxy<'_>,
+    session: String,
+) -> Result<Outcome, ToolError> {
+    let request = ExecRequest {
+        session,
+        command: call.str("command")?.to_string(),
+        workdir: call.opt_str("workdir").unwrap_or("").to_string(),
+        timeout_ms: call
+            .opt_u64("timeout")
+            .unwrap_or(if call.name == "run_command" {
+                ctx.command_timeout
             } else {
-                text.push_str(&format!("status: {} {}\n", reply.status, reply.code));
-                if !reply.stdout.is_empty() {
-                    text.push_str(&format!("stdout:\n{}", reply.stdout));
-                    if !reply.stdout.ends_with('\n') {
-                        text.push('\n');
-                    }
-                }
-                if !reply.stderr.is_empty() {
-                    text.push_str(&format!("stderr:\n{}", reply.stderr));
-                    if !reply.stderr.ends_with('\n') {
-                        text.push('\n');
-                    }
-                }
-                if reply.truncated {
-                    text.push_str(&format!(
-                        "(output truncated; the whole output is in {})\n",
-                        reply.artifact
-                    ));
-                }
-                if reply.reason.starts_with("output withheld") {
-                    text.push_str(&reply.reason);
-                }
-            }
-            Ok(Outcome {
-                content: text,
-                is_error: reply.status != ExecStatus::Exited || reply.code != 0,
-                decision: reply.decision,
-                rule: reply.rule,
-                reason: reply.reason,
+                0
             })
+            .saturating_mul(1000),
+        ..ExecRequest::default()
+    };
+    if call.name == "run_command_task" {
+        let info = sandbox.start_task(request).await?;
+        let mut out = Outcome::ok(
+            json!({"task_id": info.id, "state": info.state, "reason": info.reason}).to_string(),
+        );
+        out.is_error = info.state == ExecStatus::Denied;
+        out.verdict = info.decision.get();
+        out.rule = info.rule;
+        out.reason = info.reason;
+        return Ok(out);
+    }
+    let reply = sandbox.exec(request).await?;
+    Ok(Outcome {
+        content: exec_text(&reply),
+        is_error: reply.status != ExecStatus::Exited || reply.code != 0,
+        verdict: reply.decision.get(),
+        rule: reply.rule,
+        reason: reply.reason,
+    })
+}
+
+/// What the model reads of a command's end: the refusal, or its status and output.
+fn exec_text(reply: &ExecReply) -> String {
+    if reply.status == ExecStatus::Denied {
+        return format!(
+            "refused by the warden ({}{}): {}",
+            reply.decision,
+            if reply.rule.is_empty() {
+                String::new()
+            } else {
+                format!(", rule {}", reply.rule)
+            },
+            reply.reason
+        );
+    }
+    let mut text = format!("status: {} {}\n", reply.status, reply.code);
+    for (name, output) in [("stdout", &reply.stdout), ("stderr", &reply.stderr)] {
+        if !output.is_empty() {
+            text.push_str(&format!("{name}:\n{output}"));
+            if !output.ends_with('\n') {
+                text.push('\n');
+            }
         }
+    }
+    if reply.truncated {
+        text.push_str(&format!(
+            "(output truncated; the whole output is in {})\n",
+            reply.artifact
+        ));
+    }
+    if reply.reason.starts_with("output withheld") {
+        text.push_str(&reply.reason);
+    }
+    text
+}
+
+/// The background-task tools.
+async fn tasks(
+    call: &Call,
+    sandbox: &SandboxProxy<'_>,
+    session: String,
+) -> Result<Outcome, ToolError> {
+    let json = match call.name.as_str() {
         "get_all_tasks" => {
-            let tasks = sandbox.list_tasks(session).await.map_err(wire)?;
+            let tasks = sandbox.list_tasks(session).await?;
             let list: Vec<Value> = tasks
                 .iter()
                 .map(|t| {
@@ -323,19 +369,15 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
                         "code": t.code, "output_bytes": t.output_bytes})
                 })
                 .collect();
-            Ok(Outcome::ok(Value::Array(list).to_string()))
+            Value::Array(list)
         }
         "get_task_details" => {
             let id = call.str("task_id")?.to_string();
             let d = sandbox
                 .task_details(id, call.opt_u64("tail_bytes").unwrap_or(0))
-                .await
-                .map_err(wire)?;
-            Ok(Outcome::ok(
-                json!({"task_id": d.info.id, "state": d.info.state, "code": d.info.code,
-                    "output_tail": d.tail, "output_file": d.output_path})
-                .to_string(),
-            ))
+                .await?;
+            json!({"task_id": d.info.id, "state": d.info.state, "code": d.info.code,
+                "output_tail": d.tail, "output_file": d.output_path})
         }
         "wait_for_tasks" => {
             let ids: Vec<String> = call
@@ -349,20 +391,30 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
                 })
                 .unwrap_or_default();
             let timeout = call.opt_u64("timeout").unwrap_or(60).min(3600) * 1000;
-            let tasks = sandbox.wait_tasks(ids, timeout).await.map_err(wire)?;
+            let tasks = sandbox.wait_tasks(ids, timeout).await?;
             let list: Vec<Value> = tasks
                 .iter()
                 .map(|t| json!({"task_id": t.id, "state": t.state, "code": t.code}))
                 .collect();
-            Ok(Outcome::ok(Value::Array(list).to_string()))
+            Value::Array(list)
         }
-        "cancel_task" => {
+        _ => {
             let id = call.str("task_id")?.to_string();
-            let t = sandbox.cancel_task(id).await.map_err(wire)?;
-            Ok(Outcome::ok(
-                json!({"task_id": t.id, "state": t.state}).to_string(),
-            ))
+            let t = sandbox.cancel_task(id).await?;
+            json!({"task_id": t.id, "state": t.state})
         }
+    };
+    Ok(Outcome::ok(json.to_string()))
+}
+
+/// The workspace tools: reading, and the recorded (revertible) changes.
+async fn files(
+    call: &Call,
+    sandbox: &SandboxProxy<'_>,
+    session: String,
+) -> Result<Outcome, ToolError> {
+    let path = || call.str("path").map(str::to_string);
+    let text = match call.name.as_str() {
         "view" => {
             let request = ViewRequest {
                 session,
@@ -379,55 +431,37 @@ async fn run_inner(call: &Call, ctx: &Context<'_>) -> Result<Outcome, String> {
                 grep: call.opt_str("grep").unwrap_or("").to_string(),
                 max_bytes: 0,
             };
-            let reply = sandbox.view(request).await.map_err(wire)?;
+            let reply = sandbox.view(request).await?;
             let mut text = reply.content;
             if reply.truncated {
                 text.push_str("\n(truncated)");
             }
-            Ok(Outcome::ok(text))
+            text
         }
         "create" => {
             let c = sandbox
-                .create(
-                    session,
-                    call.str("path")?.to_string(),
-                    call.str("content")?.to_string(),
-                )
-                .await
-                .map_err(wire)?;
-            Ok(Outcome::ok(format!(
-                "{} {} (change {}: {})",
-                c.kind, c.path, c.id, c.summary
-            )))
+                .create(session, path()?, call.str("content")?.to_string())
+                .await?;
+            format!("{} {} (change {}: {})", c.kind, c.path, c.id, c.summary)
         }
         "str_replace" => {
             let c = sandbox
                 .str_replace(
                     session,
-                    call.str("path")?.to_string(),
+                    path()?,
                     call.str("old_str")?.to_string(),
                     call.str("new_str")?.to_string(),
                     call.opt_bool("replace_all").unwrap_or(false),
                 )
-                .await
-                .map_err(wire)?;
-            Ok(Outcome::ok(format!(
-                "edited {} (change {}: {})",
-                c.path, c.id, c.summary
-            )))
+                .await?;
+            format!("edited {} (change {}: {})", c.path, c.id, c.summary)
         }
-        "remove" => {
-            let c = sandbox
-                .remove(session, call.str("path")?.to_string())
-                .await
-                .map_err(wire)?;
-            Ok(Outcome::ok(format!(
-                "removed {} (moved to a backup; change {})",
-                c.path, c.id
-            )))
+        _ => {
+            let c = sandbox.remove(session, path()?).await?;
+            format!("removed {} (moved to a backup; change {})", c.path, c.id)
         }
-        other => Err(format!("there is no tool {other:?}")),
-    }
+    };
+    Ok(Outcome::ok(text))
 }
 
 /// The program and first subcommand of a shell command, for `run_command::<program>::<sub>`
@@ -464,13 +498,24 @@ mod tests {
     #[test]
     fn arguments() {
         assert!(Call::parse("view", "").is_ok());
-        let e = Call::parse("run_command", "{\"command\": ").unwrap_err();
-        assert!(e.contains("not valid JSON"), "{e}");
-        let e = Call::parse("run_command", "[1]").unwrap_err();
-        assert!(e.contains("JSON object"), "{e}");
+        let e = Call::parse("run_command", "{\"command\": ")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("the arguments of run_command are not valid JSON ("),
+            "{e}"
+        );
+        let e = Call::parse("run_command", "[1]").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "the arguments of run_command must be a JSON object, got: [1]"
+        );
         let c = Call::parse("run_command", r#"{"command":"ls"}"#).unwrap();
         assert_eq!(c.command(), Some("ls"));
-        assert!(c.str("nope").unwrap_err().contains("`nope`"));
+        assert_eq!(
+            c.str("nope").unwrap_err().to_string(),
+            "run_command needs a string argument `nope`"
+        );
     }
 
     #[test]
