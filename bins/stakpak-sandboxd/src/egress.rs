@@ -41,14 +41,6 @@ pub const PROXY_VARS: [&str; 6] = [
     "all_proxy",
 ];
 
-/// The system bundles looked for, first found wins.
-const SYSTEM_BUNDLES: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
 /// Where containers of the Docker backend see the bundle's folder (mounted read-only).
 pub const CONTAINER_DIR: &str = "/etc/stakpak/egress";
 /// The bundle's file name, in its folder on the host and in containers.
@@ -164,13 +156,10 @@ fn write_bundle(path: &Path, ca_pem: &str) -> std::io::Result<()> {
         .mode(0o711)
         .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
-    let mut text = SYSTEM_BUNDLES
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
+    // The roots every TLS client of the suite trusts; none found leaves the warden's CA
+    // alone in the bundle, as a system without a bundle always did.
+    let roots = stakpak_util::roots::system_roots();
+    let mut text = stakpak_util::roots::pem(&roots.certs);
     text.push_str("# stakpak warden egress CA\n");
     text.push_str(ca_pem);
     let tmp = dir.join(".ca-bundle.pem.tmp");

@@ -160,8 +160,8 @@ pub struct Detail {
 pub fn upstream_tls(extra_pem: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
+    // As before: a system certificate rustls cannot use is skipped, not fatal.
+    for cert in stakpak_util::roots::system_roots().certs {
         let _ = roots.add(cert);
     }
     for pem in extra_pem {

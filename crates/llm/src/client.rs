@@ -74,14 +74,22 @@ impl Client {
 
         // Our own TLS configuration with ring, so the client works whether or not a
         // process-wide rustls provider was installed, and never falls back to another.
+        // The system's roots (certificates rustls cannot use are skipped); none at all is
+        // an error now rather than a failed handshake later, worded as it always was.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| LlmError::Config(format!("no TLS certificate verifier: {e}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(stakpak_util::roots::system_roots().certs);
+        if roots.is_empty() {
+            return Err(LlmError::Config(
+                "no TLS certificate verifier: unexpected error: No CA certificates were loaded \
+                 from the system"
+                    .to_owned(),
+            ));
+        }
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| LlmError::Config(format!("TLS: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
