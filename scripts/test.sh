@@ -40,10 +40,10 @@ root=0
 
 # System packages, each with the check that tells it is there (a command or a file).
 # dbus-daemon: the private bus of the embedded suite and of every integration test.
-# gdb: the Landlock end-to-end test asks running daemons to open files.
+# gdb: an escape test tries to attach to a process outside the sandbox with it.
 # systemd: busctl, used to check the bus from the outside (and from inside a sandbox).
 # strace, gcc, libc6-dev: the sandbox escape tests trace a process outside and build a probe
-# in C.
+# in C; the Landlock end-to-end test builds its ptrace helper (tests/support/open_inside.c).
 # tmux: the TUI's end-to-end test types into the console and reads its screen.
 # curl, ca-certificates: the egress test's sandboxed commands call HTTPS origins through the
 # warden's proxy, trusting the system roots plus the warden's CA.

@@ -146,30 +146,44 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one_with_a_typed_error() {
     stop(child);
 }
 
-/// Runs `syscall(openat, AT_FDCWD, path, O_WRONLY|O_CREAT, 0600)` inside the running daemon
-/// with gdb and returns (result, errno). This asks the real process, after its own start-up,
-/// what it may write; nothing in the daemon was built for the test.
+/// `tests/support/open_inside.c`, built once with gcc into the target's temporary folder.
+fn open_inside_helper() -> &'static Path {
+    static HELPER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    HELPER.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/open_inside.c");
+        let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("open_inside");
+        let out = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Werror", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .expect("this test needs gcc to build its helper (apt-get install gcc libc6-dev)");
+        assert!(
+            out.status.success(),
+            "gcc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        binary
+    })
+}
+
+/// Makes the running daemon call `openat(AT_FDCWD, path, O_WRONLY|O_CREAT, 0600)` (through
+/// ptrace, `open_inside.c`) and returns (result, errno). This asks the real process, after
+/// its own start-up, what it may write; nothing in the daemon was built for the test.
 fn open_inside(pid: u32, path: &Path) -> (i64, i64) {
-    let open = format!(
-        "print (long)syscall(257, -100, \"{}\", 65, 384)",
-        path.display()
-    );
-    let out = Command::new("gdb")
-        .args(["-nx", "-batch", "-p", &pid.to_string()])
-        .args(["-ex", &open])
-        .args(["-ex", "print (long)*(int*)__errno_location()"])
+    let out = Command::new(open_inside_helper())
+        .arg(pid.to_string())
+        .arg(path)
         .output()
-        .expect("gdb must be installed (apt-get install gdb)");
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let values: Vec<i64> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix('$'))
-        .filter_map(|l| l.split_once(" = ").and_then(|(_, v)| v.trim().parse().ok()))
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
         .collect();
-    assert_eq!(
-        values.len(),
-        2,
-        "gdb output:\n{stdout}\n{}",
+    assert!(
+        out.status.success() && values.len() == 2,
+        "open_inside: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     (values[0], values[1])
