@@ -18,7 +18,7 @@ use stakpak_secrets::placeholder::SecretString;
 use crate::{
     locate,
     suite::Layout,
-    table::{Column, Table},
+    table::{Column, Table, utc_ms},
 };
 
 #[derive(Debug, Subcommand)]
@@ -513,7 +513,7 @@ fn time(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }
-    crate::secret::utc(ms.div_euclid(1000))
+    utc_ms(ms)
 }
 
 fn render_schedules(list: &[ScheduleInfo]) -> String {

@@ -11,7 +11,7 @@ use crate::{
     locate,
     policy::EXIT_DENY,
     suite::Layout,
-    table::{Column, Table},
+    table::{Column, Table, utc_ms},
 };
 
 /// One change as `--json` prints it.
@@ -117,11 +117,6 @@ fn render_table(rows: &[Row]) -> String {
         ]);
     }
     table.render()
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn utc_ms(ms: i64) -> String {
-    crate::secret::utc(ms.div_euclid(1000))
 }
 
 /// Finds the suite, connects, and runs one call on sandboxd with errors a person can read.

@@ -24,7 +24,7 @@ use crate::{
     locate,
     status::is_absent,
     suite::Layout,
-    table::{Column, Table},
+    table::{Column, Table, utc},
 };
 
 /// Exit status of `scan` when it found something.
@@ -306,43 +306,9 @@ fn emit(json: bool, stdout: &mut impl Write, kept: &mut Vec<u8>, out: &[u8]) -> 
     Ok(())
 }
 
-/// `2025-11-27 02:14:05` (UTC) from seconds since the epoch.
-pub(crate) fn utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        let cases = [
-            (0, "1970-01-01 00:00:00"),
-            (951_782_400, "2000-02-29 00:00:00"),
-            (1_764_209_645, "2025-11-27 02:14:05"),
-        ];
-        for (unix, text) in cases {
-            assert_eq!(utc(unix), text, "{unix}");
-        }
-    }
 
     #[test]
     fn list_table() {

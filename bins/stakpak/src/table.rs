@@ -5,7 +5,8 @@
 //! The tables print what `format!("{:<8}")` printed before, for ASCII text: a column is
 //! either as wide as its widest cell ([`Column::fit`]) or a fixed width a longer cell
 //! overflows on its own line only ([`Column::fixed`]); the last column of a line is not
-//! padded, so no line ends in spaces it did not hold.
+//! padded, so no line ends in spaces it did not hold. The UTC times the tables show are
+//! written here too ([`utc`]).
 
 use unicode_width::UnicodeWidthStr;
 
@@ -24,6 +25,33 @@ pub fn pad(text: &str, columns: usize) -> String {
 
 fn push_spaces(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// `2025-11-27 02:14:05` (UTC) from seconds since the epoch.
+pub fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Unix milliseconds as [`utc`] shows them.
+pub fn utc_ms(ms: i64) -> String {
+    utc(ms.div_euclid(1000))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +243,20 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        let cases = [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400, "2000-02-29 00:00:00"),
+            (1_764_209_645, "2025-11-27 02:14:05"),
+        ];
+        for (unix, text) in cases {
+            assert_eq!(utc(unix), text, "{unix}");
+        }
+        assert_eq!(utc_ms(1_764_209_645_999), "2025-11-27 02:14:05");
+        assert_eq!(utc_ms(-1), "1969-12-31 23:59:59");
+    }
 
     #[test]
     fn fit_columns_take_the_widest_cell_and_the_last_is_not_padded() {

@@ -113,7 +113,7 @@ fn render(e: &RequestLogEntry, detailed: bool) -> String {
     };
     let mut out = format!(
         "{}  {}  {}  {}  {}\n",
-        crate::secret::utc(e.ts_ms.div_euclid(1000)),
+        table::utc_ms(e.ts_ms),
         table::pad(e.outcome.as_str(), 9),
         e.status,
         target(e),
