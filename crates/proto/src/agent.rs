@@ -99,19 +99,12 @@ pub struct SessionDetail {
 
 wire_enum! {
     /// Where a session is ([`SessionInfo::state`]).
+    /// `Interrupted`: the agent stopped while the session ran.
     #[derive(Default)]
     pub enum SessionState ("session state") {
-        #[default]
-        Running = "running",
-        WaitingApproval = "waiting-approval",
-        Paused = "paused",
-        WaitingUser = "waiting-user",
-        Finished = "finished",
-        MaxTurns = "max-turns",
-        Cancelled = "cancelled",
-        Failed = "failed",
-        /// The agent stopped while the session ran.
-        Interrupted = "interrupted",
+        #[default] Running = "running", WaitingApproval = "waiting-approval", Paused = "paused",
+        WaitingUser = "waiting-user", Finished = "finished", MaxTurns = "max-turns",
+        Cancelled = "cancelled", Failed = "failed", Interrupted = "interrupted",
     }
 }
 
@@ -124,18 +117,12 @@ impl SessionState {
 
 wire_enum! {
     /// Where a tool call is ([`ToolCallInfo::state`]).
+    /// `Proposed`: the model asked for it; not judged yet.
     #[derive(Default)]
     pub enum ToolCallState ("tool call state") {
-        /// The model asked for it; not judged yet.
-        Proposed = "proposed",
-        #[default]
-        WaitingApproval = "waiting-approval",
-        Approved = "approved",
-        Rejected = "rejected",
-        Running = "running",
-        Done = "done",
-        Failed = "failed",
-        Denied = "denied",
+        Proposed = "proposed", #[default] WaitingApproval = "waiting-approval",
+        Approved = "approved", Rejected = "rejected", Running = "running", Done = "done",
+        Failed = "failed", Denied = "denied",
     }
 }
 
@@ -143,10 +130,7 @@ wire_enum! {
     /// Who wrote a message ([`MessageInfo::role`]).
     #[derive(Default)]
     pub enum Role ("role") {
-        #[default]
-        User = "user",
-        Assistant = "assistant",
-        Tool = "tool",
+        #[default] User = "user", Assistant = "assistant", Tool = "tool",
     }
 }
 

@@ -10,42 +10,32 @@ use crate::wire::{Opt, wire_enum};
 
 wire_enum! {
     /// How a sandboxed command reaches the network.
+    /// `None`: loopback only; `Host`: the host's network (Docker's host network; never for the
+    /// local backend's default); `Proxied`: only the warden's egress proxy; `Bridge`: docker's
+    /// default bridge (the Docker backend only, when its containers have it).
     pub enum NetworkMode ("network mode") {
-        /// Loopback only.
-        None = "none",
-        /// The host's network (Docker's host network; never for the local backend's default).
-        Host = "host",
-        /// Only the warden's egress proxy.
-        Proxied = "proxied",
-        /// Docker's default bridge (the Docker backend only, when its containers have it).
-        Bridge = "bridge",
+        None = "none", Host = "host", Proxied = "proxied", Bridge = "bridge",
     }
 }
 
 wire_enum! {
     /// Where a sandboxed command runs.
+    /// `Local`: a process of sandboxd's, confined by namespaces, Landlock and seccomp;
+    /// `Docker`: a container of the Docker engine.
     pub enum Backend ("backend") {
-        /// A process of sandboxd's, confined by namespaces, Landlock and seccomp.
-        Local = "local",
-        /// A container of the Docker engine.
-        Docker = "docker",
+        Local = "local", Docker = "docker",
     }
 }
 
 wire_enum! {
     /// How a command ended ([`ExecReply::status`]), or where a task is ([`TaskInfo::state`]).
+    /// `Running`: a task still running; `Failed`: sandboxd could not run it (sandbox set-up
+    /// failed); `reason` says why.
     #[derive(Default)]
     pub enum ExecStatus ("exec status") {
-        Exited = "exited",
-        Signaled = "signaled",
-        TimedOut = "timed-out",
-        Cancelled = "cancelled",
-        Denied = "denied",
-        /// A task still running.
-        Running = "running",
-        /// sandboxd could not run it (sandbox set-up failed); `reason` says why.
-        #[default]
-        Failed = "failed",
+        Exited = "exited", Signaled = "signaled", TimedOut = "timed-out",
+        Cancelled = "cancelled", Denied = "denied", Running = "running",
+        #[default] Failed = "failed",
     }
 }
 
@@ -53,10 +43,7 @@ wire_enum! {
     /// What `View` looked at ([`ViewReply::kind`]).
     #[derive(Default)]
     pub enum ViewKind ("view kind") {
-        #[default]
-        File = "file",
-        Dir = "dir",
-        Grep = "grep",
+        #[default] File = "file", Dir = "dir", Grep = "grep",
     }
 }
 
@@ -64,10 +51,7 @@ wire_enum! {
     /// What a recorded file change did ([`ChangeInfo::kind`]).
     #[derive(Default)]
     pub enum ChangeKind ("change kind") {
-        #[default]
-        Create = "create",
-        Edit = "edit",
-        Remove = "remove",
+        #[default] Create = "create", Edit = "edit", Remove = "remove",
     }
 }
 

@@ -116,28 +116,21 @@ pub struct ChannelInfo {
 
 wire_enum! {
     /// Where a schedule came from ([`ScheduleInfo::source`]).
+    /// `File`: `autopilot.toml`; `Cli`: `stakpak autopilot schedule add` (`AddSchedule`).
     #[derive(Default)]
     pub enum ScheduleSource ("schedule source") {
-        /// `autopilot.toml`.
-        #[default]
-        File = "file",
-        /// `stakpak autopilot schedule add` (`AddSchedule`).
-        Cli = "cli",
+        #[default] File = "file", Cli = "cli",
     }
 }
 
 wire_enum! {
     /// What started a run ([`RunInfo::trigger`]).
+    /// `Schedule`: its due time came; `CatchUp`: a due time passed while schedd was down and
+    /// the schedule catches up; `Manual`: `Trigger`; `DryRun`: `Trigger` with `dry_run`: the
+    /// check only.
     #[derive(Default)]
     pub enum RunTrigger ("run trigger") {
-        /// Its due time came.
-        #[default]
-        Schedule = "schedule",
-        /// A due time passed while schedd was down and the schedule catches up.
-        CatchUp = "catch-up",
-        /// `Trigger`.
-        Manual = "manual",
-        /// `Trigger` with `dry_run`: the check only.
+        #[default] Schedule = "schedule", CatchUp = "catch-up", Manual = "manual",
         DryRun = "dry-run",
     }
 }
@@ -145,28 +138,16 @@ wire_enum! {
 wire_enum! {
     /// How a run ended, or that it runs ([`RunInfo::outcome`]); a run whose session stopped
     /// has the session's state.
+    /// `Missed`: a due time passed while schedd was down, without catch-up; `Skipped`: the
+    /// previous run of the schedule was still going.
     #[derive(Default)]
     pub enum RunOutcome ("run outcome") {
-        #[default]
-        Running = "running",
-        Finished = "finished",
-        Failed = "failed",
-        TimedOut = "timed-out",
-        SkippedByCheck = "skipped-by-check",
-        CheckDenied = "check-denied",
-        CheckFailed = "check-failed",
-        /// A due time passed while schedd was down, without catch-up.
-        Missed = "missed",
-        /// The previous run of the schedule was still going.
-        Skipped = "skipped",
-        Interrupted = "interrupted",
-        WouldRun = "would-run",
-        WouldSkip = "would-skip",
-        MaxTurns = "max-turns",
-        Cancelled = "cancelled",
-        Paused = "paused",
-        WaitingUser = "waiting-user",
-        WaitingApproval = "waiting-approval",
+        #[default] Running = "running", Finished = "finished", Failed = "failed",
+        TimedOut = "timed-out", SkippedByCheck = "skipped-by-check",
+        CheckDenied = "check-denied", CheckFailed = "check-failed", Missed = "missed",
+        Skipped = "skipped", Interrupted = "interrupted", WouldRun = "would-run",
+        WouldSkip = "would-skip", MaxTurns = "max-turns", Cancelled = "cancelled",
+        Paused = "paused", WaitingUser = "waiting-user", WaitingApproval = "waiting-approval",
     }
 }
 
@@ -188,16 +169,13 @@ impl From<SessionState> for RunOutcome {
 
 wire_enum! {
     /// How a channel's connection is doing ([`ChannelInfo::state`]).
+    /// `Connecting`: waiting for the tokens, for the service, or for the first `hello`;
+    /// `Connected`: the service said `hello` on the live connection; `Reconnecting`: the
+    /// connection failed or dropped; it is being opened again; `Failed`: it cannot run (tokens
+    /// missing or refused); `error` says why.
     #[derive(Default)]
     pub enum ChannelState ("channel state") {
-        /// Waiting for the tokens, for the service, or for the first `hello`.
-        #[default]
-        Connecting = "connecting",
-        /// The service said `hello` on the live connection.
-        Connected = "connected",
-        /// The connection failed or dropped; it is being opened again.
-        Reconnecting = "reconnecting",
-        /// It cannot run (tokens missing or refused); `error` says why.
-        Failed = "failed",
+        #[default] Connecting = "connecting", Connected = "connected",
+        Reconnecting = "reconnecting", Failed = "failed",
     }
 }

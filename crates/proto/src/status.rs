@@ -29,22 +29,18 @@ pub struct DaemonStatus {
 wire_enum! {
     /// Life-cycle state of a daemon.
     pub enum DaemonState ("daemon state") {
-        Starting = "starting",
-        Running = "running",
-        Reloading = "reloading",
+        Starting = "starting", Running = "running", Reloading = "reloading",
         Stopping = "stopping",
     }
 }
 
 wire_enum! {
     /// How far the daemon's Landlock self-restriction took effect.
+    /// `Enforced`: every access right the daemon asked to restrict is restricted; `Partial`:
+    /// The kernel supports only part of the requested rights; `NotEnforced`: the kernel has no
+    /// Landlock, or it is disabled.
     pub enum LandlockStatus ("landlock status") {
-        /// Every access right the daemon asked to restrict is restricted.
-        Enforced = "enforced",
-        /// The kernel supports only part of the requested rights.
-        Partial = "partial",
-        /// The kernel has no Landlock, or it is disabled.
-        NotEnforced = "not-enforced",
+        Enforced = "enforced", Partial = "partial", NotEnforced = "not-enforced",
     }
 }
 

@@ -7,25 +7,19 @@ use crate::wire::wire_enum;
 
 wire_enum! {
     /// The warden's verdict on an action.
+    /// `Ask`: a human decides.
     pub enum Decision ("decision") {
-        Allow = "allow",
-        /// A human decides.
-        Ask = "ask",
-        Deny = "deny",
+        Allow = "allow", Ask = "ask", Deny = "deny",
     }
 }
 
 wire_enum! {
     /// What [`CheckRequest::subject`] is.
+    /// `Command`: a shell command line; `Write`: a file path about to be written; `Delete`: a
+    /// file path about to be removed; `Request`: an HTTP request, judged by the packs'
+    /// `[[request]]` rules.
     pub enum CheckKind ("check kind") {
-        /// A shell command line.
-        Command = "command",
-        /// A file path about to be written.
-        Write = "write",
-        /// A file path about to be removed.
-        Delete = "delete",
-        /// An HTTP request, judged by the packs' `[[request]]` rules.
-        Request = "request",
+        Command = "command", Write = "write", Delete = "delete", Request = "request",
     }
 }
 
@@ -33,9 +27,7 @@ wire_enum! {
     /// Why a request is in the egress log ([`RequestLogEntry::outcome`]).
     #[derive(Default)]
     pub enum RequestOutcome ("request outcome") {
-        #[default]
-        Blocked = "blocked",
-        Inspected = "inspected",
+        #[default] Blocked = "blocked", Inspected = "inspected",
     }
 }
 
