@@ -8,8 +8,8 @@ use std::sync::Arc;
 use stakpak_daemon::ControlHandle;
 use stakpak_llm::Message;
 use stakpak_proto::{
-    AgentHandler, AgentInterface, Caller, DaemonControl, DaemonStatus, Error, MessageInfo, Role,
-    SessionDetail, SessionInfo, StartRequest, ToolCallInfo, session_path, zbus,
+    AgentHandler, AgentInterface, Caller, Error, MessageInfo, Role, SessionDetail, SessionInfo,
+    StartRequest, ToolCallInfo, session_path, zbus,
 };
 
 use crate::{
@@ -192,15 +192,7 @@ fn detail(d: &Detail) -> SessionDetail {
     }
 }
 
-impl DaemonControl for Handler {
-    async fn status(&self) -> Result<DaemonStatus, Error> {
-        self.control.status().await
-    }
-
-    async fn reload(&self) -> Result<(), Error> {
-        self.control.reload().await
-    }
-}
+stakpak_daemon::control_through!(Handler, control);
 
 impl AgentHandler for Handler {
     async fn start(&self, request: StartRequest, caller: Caller) -> Result<SessionInfo, Error> {

@@ -4,9 +4,9 @@
 
 use stakpak_daemon::ControlHandle;
 use stakpak_proto::{
-    Backend as WireBackend, Caller, ChangeInfo, ChangeKind, DaemonControl, DaemonStatus,
-    Error as WireError, ExecReply, ExecRequest, NetworkMode, SandboxHandler, TaskDetails, TaskInfo,
-    ViewKind, ViewReply, ViewRequest, zbus::OwnedFd,
+    Backend as WireBackend, Caller, ChangeInfo, ChangeKind, Error as WireError, ExecReply,
+    ExecRequest, NetworkMode, SandboxHandler, TaskDetails, TaskInfo, ViewKind, ViewReply,
+    ViewRequest, zbus::OwnedFd,
 };
 use stakpak_sandbox::docker::DockerError;
 
@@ -175,15 +175,7 @@ fn change_info(c: Change) -> ChangeInfo {
     }
 }
 
-impl DaemonControl for Handler {
-    async fn status(&self) -> Result<DaemonStatus, WireError> {
-        self.control.status().await
-    }
-
-    async fn reload(&self) -> Result<(), WireError> {
-        self.control.reload().await
-    }
-}
+stakpak_daemon::control_through!(Handler, control);
 
 impl SandboxHandler for Handler {
     async fn exec(&self, request: ExecRequest, caller: Caller) -> Result<ExecReply, WireError> {

@@ -6,8 +6,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use stakpak_daemon::ControlHandle;
 use stakpak_proto::{
-    ChannelInfo, ChannelSpec, DaemonControl, DaemonStatus, Error, RunInfo, ScheduleInfo,
-    ScheduleSpec, SchedulerHandler, SchedulerStatus,
+    ChannelInfo, ChannelSpec, Error, RunInfo, ScheduleInfo, ScheduleSpec, SchedulerHandler,
+    SchedulerStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -235,15 +235,7 @@ fn scheduler_status(status: Status, channels: Vec<ChannelStatus>) -> SchedulerSt
     }
 }
 
-impl DaemonControl for Handler {
-    async fn status(&self) -> Result<DaemonStatus, Error> {
-        self.control.status().await
-    }
-
-    async fn reload(&self) -> Result<(), Error> {
-        self.control.reload().await
-    }
-}
+stakpak_daemon::control_through!(Handler, control);
 
 impl SchedulerHandler for Handler {
     async fn add_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleInfo, Error> {

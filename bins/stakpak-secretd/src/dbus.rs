@@ -10,8 +10,8 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use stakpak_daemon::ControlHandle;
 use stakpak_proto::{
-    Caller, Daemon, DaemonControl, DaemonStatus, Detection, Error, RedactReply, ResolveReply,
-    ResolveRequest, SecretInfo, SecretsHandler, SetRequest, zbus,
+    Caller, Daemon, Detection, Error, RedactReply, ResolveReply, ResolveRequest, SecretInfo,
+    SecretsHandler, SetRequest, zbus,
 };
 use stakpak_secrets::placeholder::SecretString;
 use tokio::sync::OnceCell;
@@ -157,15 +157,7 @@ fn resolve_reply(resolution: Resolution) -> ResolveReply {
     }
 }
 
-impl DaemonControl for Handler {
-    async fn status(&self) -> Result<DaemonStatus, Error> {
-        self.control.status().await
-    }
-
-    async fn reload(&self) -> Result<(), Error> {
-        self.control.reload().await
-    }
-}
+stakpak_daemon::control_through!(Handler, control);
 
 impl SecretsHandler for Handler {
     async fn set(&self, request: SetRequest, caller: Caller) -> Result<(), Error> {

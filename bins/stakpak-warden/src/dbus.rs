@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use stakpak_daemon::ControlHandle;
 use stakpak_policy::{Action, Decision, Verdict};
 use stakpak_proto::{
-    CheckKind, CheckMatch, CheckReply, CheckRequest, DaemonControl, DaemonStatus, Error, ProxyInfo,
-    RequestLogEntry, RequestLogQuery, WardenHandler,
+    CheckKind, CheckMatch, CheckReply, CheckRequest, Error, ProxyInfo, RequestLogEntry,
+    RequestLogQuery, WardenHandler,
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -148,15 +148,7 @@ fn reply(v: Verdict) -> CheckReply {
     }
 }
 
-impl DaemonControl for Handler {
-    async fn status(&self) -> Result<DaemonStatus, Error> {
-        self.control.status().await
-    }
-
-    async fn reload(&self) -> Result<(), Error> {
-        self.control.reload().await
-    }
-}
+stakpak_daemon::control_through!(Handler, control);
 
 impl WardenHandler for Handler {
     async fn check(&self, request: CheckRequest, caller: String) -> Result<CheckReply, Error> {

@@ -84,3 +84,23 @@ impl OwnConnection {
         rx.wait_for(Option::is_some).await.ok()?.clone()
     }
 }
+
+/// Implements `DaemonControl` for a handler by handing `Status` and `Reload` to its
+/// [`ControlHandle`] field: `stakpak_daemon::control_through!(Handler, control);`. Every
+/// daemon answers them the same way, through its event loop.
+#[macro_export]
+macro_rules! control_through {
+    ($handler:ty, $field:ident) => {
+        impl ::stakpak_proto::DaemonControl for $handler {
+            async fn status(
+                &self,
+            ) -> ::std::result::Result<::stakpak_proto::DaemonStatus, ::stakpak_proto::Error> {
+                self.$field.status().await
+            }
+
+            async fn reload(&self) -> ::std::result::Result<(), ::stakpak_proto::Error> {
+                self.$field.reload().await
+            }
+        }
+    };
+}

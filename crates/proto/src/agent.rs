@@ -178,6 +178,9 @@ mod tests {
             assert_eq!(s.as_str().parse::<SessionState>(), Ok(*s));
         }
         assert!(SessionState::Paused.is_stopped());
+        // Widths apply as they did to the strings the states used to be.
+        assert_eq!(format!("{:<9}|", SessionState::Paused), "paused   |");
+        assert_eq!(format!("{:>6}|", Opt::<Role>::NONE), "      |");
         assert!(!SessionState::WaitingApproval.is_stopped());
         let err = "dead".parse::<ToolCallState>().unwrap_err();
         assert!(

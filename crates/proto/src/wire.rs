@@ -82,7 +82,8 @@ macro_rules! wire_enum {
 
         impl ::std::fmt::Display for $ty {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so `{:<10}` lines a column up as it did for the strings.
+                f.pad(self.as_str())
             }
         }
 
@@ -169,7 +170,7 @@ impl<T> From<T> for Opt<T> {
 
 impl<T: WireEnum> fmt::Display for Opt<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
