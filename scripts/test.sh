@@ -4,6 +4,7 @@
 #   scripts/test.sh                      cargo test --workspace --locked
 #   scripts/test.sh -p stakpak-policy    extra arguments go to cargo test (with -p, not
 #                                        --workspace, which would test everything)
+#   scripts/test.sh --setup              install and start what the tests need, run nothing
 #
 # Run it from anywhere, as root, on Debian or Ubuntu with a Rust toolchain. It installs the
 # missing system packages (apt-get; `apt-get update` only when something is missing) and
@@ -157,6 +158,12 @@ else
     fi
     say "not root: running only what was asked; tests that need root or something missing"
     say "fail saying so"
+fi
+
+# `--setup`: everything above, no tests (CI lints between the two).
+if [[ ${1:-} == --setup ]]; then
+    say "set up; no test run"
+    exit 0
 fi
 
 # --workspace would make cargo ignore -p: give it only when no package is chosen.
