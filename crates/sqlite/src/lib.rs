@@ -176,6 +176,55 @@ mod tests {
         Connection::open(path).unwrap()
     }
 
+    /// A database file in a directory of its own, removed when the fixture drops.
+    struct Db {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        conn: Connection,
+    }
+
+    impl Db {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let conn = open(&path);
+            Self {
+                _dir: dir,
+                path,
+                conn,
+            }
+        }
+
+        fn apply(&mut self, migrations: Migrations) -> Result<Applied, MigrateError> {
+            migrations.apply(&mut self.conn, &self.path)
+        }
+
+        /// Applies [`ALL`] to a file that stands at version `from`.
+        fn upgrade(&mut self, from: i64) {
+            assert_eq!(self.apply(ALL).unwrap(), Applied { from, to: 3 });
+        }
+
+        /// The error of applying `migrations`, whose second step fails, after the check that
+        /// the file was left at version 1.
+        fn fail_at_step_two(&mut self, migrations: Migrations) -> MigrateError {
+            let err = self.apply(migrations).unwrap_err();
+            assert!(
+                matches!(err, MigrateError::Step { version: 2, .. }),
+                "{err:?}"
+            );
+            assert_eq!(version(&self.conn).unwrap(), 1);
+            err
+        }
+    }
+
+    /// A file whose `user_version` was set to `found`, and the error [`ALL`] refuses it with.
+    fn refused_at(found: i64) -> (Db, MigrateError) {
+        let mut db = Db::new();
+        db.conn.pragma_update(None, "user_version", found).unwrap();
+        let err = db.apply(ALL).unwrap_err();
+        (db, err)
+    }
+
     fn tables(conn: &Connection) -> Vec<String> {
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
@@ -194,81 +243,57 @@ mod tests {
             .unwrap()
     }
 
+    /// The rows of a file that held row 1 before [`ALL`] upgraded it.
+    fn upgraded_rows() -> Vec<(i64, String)> {
+        vec![(1, String::new()), (3, "three".to_string())]
+    }
+
     #[test]
     fn a_new_file_gets_every_step() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
+        let mut db = Db::new();
         assert_eq!(ALL.latest(), 3);
-        assert_eq!(
-            ALL.apply(&mut conn, &path).unwrap(),
-            Applied { from: 0, to: 3 }
-        );
-        assert_eq!(version(&conn).unwrap(), 3);
-        assert_eq!(rows(&conn), vec![(3, "three".to_string())]);
+        db.upgrade(0);
+        assert_eq!(version(&db.conn).unwrap(), 3);
+        assert_eq!(rows(&db.conn), vec![(3, "three".to_string())]);
     }
 
     #[test]
     fn reopening_applies_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        ALL.apply(&mut open(&path), &path).unwrap();
+        let mut db = Db::new();
+        db.apply(ALL).unwrap();
 
-        let mut conn = open(&path);
-        assert_eq!(
-            ALL.apply(&mut conn, &path).unwrap(),
-            Applied { from: 3, to: 3 }
-        );
+        db.conn = open(&db.path);
+        assert_eq!(db.apply(ALL).unwrap(), Applied { from: 3, to: 3 });
         // Step three inserts a row: run twice, there would be two.
-        assert_eq!(rows(&conn), vec![(3, "three".to_string())]);
-        assert_eq!(version(&conn).unwrap(), 3);
+        assert_eq!(rows(&db.conn), vec![(3, "three".to_string())]);
+        assert_eq!(version(&db.conn).unwrap(), 3);
     }
 
     #[test]
     fn an_older_file_is_upgraded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
-        Migrations::new(&[ONE]).apply(&mut conn, &path).unwrap();
-        conn.execute("INSERT INTO a (x) VALUES (1)", []).unwrap();
+        let mut db = Db::new();
+        db.apply(Migrations::new(&[ONE])).unwrap();
+        db.conn.execute("INSERT INTO a (x) VALUES (1)", []).unwrap();
 
-        assert_eq!(
-            ALL.apply(&mut conn, &path).unwrap(),
-            Applied { from: 1, to: 3 }
-        );
-        assert_eq!(
-            rows(&conn),
-            vec![(1, String::new()), (3, "three".to_string())]
-        );
+        db.upgrade(1);
+        assert_eq!(rows(&db.conn), upgraded_rows());
     }
 
     #[test]
     fn a_file_from_before_versions_takes_the_first_step_as_done() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
-        conn.execute_batch("CREATE TABLE a (x INTEGER NOT NULL); INSERT INTO a VALUES (1);")
+        let mut db = Db::new();
+        db.conn
+            .execute_batch("CREATE TABLE a (x INTEGER NOT NULL); INSERT INTO a VALUES (1);")
             .unwrap();
-        assert_eq!(version(&conn).unwrap(), 0);
+        assert_eq!(version(&db.conn).unwrap(), 0);
 
-        assert_eq!(
-            ALL.apply(&mut conn, &path).unwrap(),
-            Applied { from: 0, to: 3 }
-        );
-        assert_eq!(
-            rows(&conn),
-            vec![(1, String::new()), (3, "three".to_string())]
-        );
+        db.upgrade(0);
+        assert_eq!(rows(&db.conn), upgraded_rows());
     }
 
     #[test]
     fn a_newer_file_is_refused_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
-        conn.pragma_update(None, "user_version", 4).unwrap();
-
-        let err = ALL.apply(&mut conn, &path).unwrap_err();
+        let (db, err) = refused_at(4);
         assert!(
             matches!(
                 err,
@@ -284,21 +309,16 @@ mod tests {
             err.to_string(),
             format!(
                 "{}: schema version 4 is newer than this build knows (3)",
-                path.display()
+                db.path.display()
             )
         );
-        assert!(tables(&conn).is_empty());
-        assert_eq!(version(&conn).unwrap(), 4);
+        assert!(tables(&db.conn).is_empty());
+        assert_eq!(version(&db.conn).unwrap(), 4);
     }
 
     #[test]
     fn a_negative_version_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
-        conn.pragma_update(None, "user_version", -1).unwrap();
-
-        let err = ALL.apply(&mut conn, &path).unwrap_err();
+        let (db, err) = refused_at(-1);
         assert!(
             matches!(
                 err,
@@ -310,7 +330,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(tables(&conn).is_empty());
+        assert!(tables(&db.conn).is_empty());
     }
 
     #[test]
@@ -321,31 +341,21 @@ mod tests {
             Step::Sql("CREATE TABLE b (z INTEGER); INSERT INTO nowhere VALUES (1);"),
             THREE,
         ]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
+        let mut db = Db::new();
 
-        let err = BROKEN.apply(&mut conn, &path).unwrap_err();
-        assert!(
-            matches!(err, MigrateError::Step { version: 2, .. }),
-            "{err:?}"
-        );
+        let err = db.fail_at_step_two(BROKEN);
         assert!(err.sqlite().is_some());
         assert!(
             err.to_string().starts_with(&format!(
                 "{}: cannot migrate to schema version 2: ",
-                path.display()
+                db.path.display()
             )),
             "{err}"
         );
-        assert_eq!(version(&conn).unwrap(), 1);
-        assert_eq!(tables(&conn), vec!["a".to_string()]);
+        assert_eq!(tables(&db.conn), vec!["a".to_string()]);
 
         // Once fixed, the same file goes on from where it stopped.
-        assert_eq!(
-            ALL.apply(&mut conn, &path).unwrap(),
-            Applied { from: 1, to: 3 }
-        );
+        db.upgrade(1);
     }
 
     #[test]
@@ -357,17 +367,11 @@ mod tests {
                 Err(rusqlite::Error::InvalidQuery)
             }),
         ]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = open(&path);
+        let mut db = Db::new();
 
-        let err = BROKEN.apply(&mut conn, &path).unwrap_err();
-        assert!(
-            matches!(err, MigrateError::Step { version: 2, .. }),
-            "{err:?}"
-        );
-        assert_eq!(version(&conn).unwrap(), 1);
-        let count: i64 = conn
+        db.fail_at_step_two(BROKEN);
+        let count: i64 = db
+            .conn
             .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 0);
@@ -375,6 +379,7 @@ mod tests {
 
     #[test]
     fn two_connections_migrating_at_once_apply_each_step_once() {
+        // No connection before the threads: they race to create the file, too.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let threads: Vec<_> = (0..4)
