@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, SandboxError};
 
 mod support;
+use support::restrict_like_sandboxd;
 
 const NOBODY: (u32, u32) = (65534, 65534);
 /// A uid no other test runs as, so counting its processes is not disturbed by them.
@@ -34,6 +35,49 @@ struct Fixture {
     sandbox: Sandbox,
     /// Dropped after `sandbox`: removed once the runs' cgroups below it are gone.
     cgroup: Option<TestCgroup>,
+}
+
+/// What every sandbox here starts from: `workspace` and `tmp` below `base` (see
+/// `support::sandbox_dir`), run as nobody under Landlock with a private /tmp, no cgroup.
+fn config(base: &Path, network: Network) -> SandboxConfig {
+    SandboxConfig {
+        workspace: base.join("workspace"),
+        tmp: base.join("tmp"),
+        network,
+        limits: default_limits(),
+        run_as: Some(NOBODY),
+        require_landlock: true,
+        pids_cgroup: None,
+        bind_tmp: true,
+        output_cap: 64 * 1024,
+        read_roots: Vec::new(),
+        hidden: Vec::new(),
+        proxy: None,
+    }
+}
+
+fn command(shell: &str, env: BTreeMap<String, String>, timeout: Duration) -> Command {
+    Command {
+        shell: shell.to_owned(),
+        env,
+        cwd: None,
+        timeout,
+    }
+}
+
+/// Runs `shell` and returns how it ended with its output as text.
+fn run_in(
+    sandbox: &Sandbox,
+    shell: &str,
+    env: BTreeMap<String, String>,
+    timeout: Duration,
+) -> (ExitKind, String, String) {
+    let out = sandbox.run(&command(shell, env, timeout)).unwrap();
+    (
+        out.status,
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 fn default_limits() -> Limits {
@@ -57,23 +101,12 @@ impl Fixture {
         cgroup: Option<TestCgroup>,
     ) -> Self {
         require_root();
-        let base = support::test_dir();
-        for d in ["workspace", "tmp"] {
-            fs::create_dir(base.path().join(d)).unwrap();
-        }
+        let base = support::sandbox_dir();
         let sandbox = Sandbox::new(SandboxConfig {
-            workspace: base.path().join("workspace"),
-            tmp: base.path().join("tmp"),
-            network,
             limits,
             run_as,
-            require_landlock: true,
             pids_cgroup: cgroup.as_ref().map(|c| c.dir.clone()),
-            bind_tmp: true,
-            output_cap: 64 * 1024,
-            read_roots: Vec::new(),
-            hidden: Vec::new(),
-            proxy: None,
+            ..config(base.path(), network)
         })
         .unwrap();
         Self {
@@ -93,20 +126,7 @@ impl Fixture {
         env: BTreeMap<String, String>,
         timeout: Duration,
     ) -> (ExitKind, String, String) {
-        let out = self
-            .sandbox
-            .run(&Command {
-                shell: shell.to_owned(),
-                env,
-                cwd: None,
-                timeout,
-            })
-            .unwrap();
-        (
-            out.status,
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+        run_in(&self.sandbox, shell, env, timeout)
     }
 
     fn run(&self, shell: &str) -> (ExitKind, String, String) {
@@ -505,10 +525,7 @@ fn network_host_has_tcp() {
 #[test]
 fn network_proxied_reaches_only_the_proxy() {
     require_root();
-    let base = support::test_dir();
-    for d in ["workspace", "tmp"] {
-        fs::create_dir(base.path().join(d)).unwrap();
-    }
+    let base = support::sandbox_dir();
     let socket = base.path().join("proxy.sock");
     let proxy = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let served = std::thread::spawn(move || {
@@ -527,46 +544,27 @@ fn network_proxied_reaches_only_the_proxy() {
     host.set_nonblocking(true).unwrap();
     let port = host.local_addr().unwrap().port();
     let sandbox = Sandbox::new(SandboxConfig {
-        workspace: base.path().join("workspace"),
-        tmp: base.path().join("tmp"),
-        network: Network::Proxied,
-        limits: default_limits(),
-        run_as: Some(NOBODY),
-        require_landlock: true,
-        pids_cgroup: None,
-        bind_tmp: true,
-        output_cap: 64 * 1024,
-        read_roots: Vec::new(),
-        hidden: Vec::new(),
         proxy: Some(stakpak_sandbox::ProxyRelay {
             socket,
             port: 3128,
             session: "s-1".into(),
             ca_bundle: None,
         }),
+        ..config(base.path(), Network::Proxied)
     })
     .unwrap();
-    let out = sandbox
-        .run(&Command {
-            shell: format!(
-                "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; echo ping >&3; head -n 1 <&3'; \
-                 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo direct || echo no-direct; \
-                 /usr/bin/python3 -c 'import socket\ntry: socket.socket(socket.AF_UNIX); print(\"unix made\")\nexcept OSError as e: print(\"unix errno\", e.errno)'"
-            ),
-            env: BTreeMap::from([(
-                "PATH".to_owned(),
-                std::env::var("PATH").unwrap_or_default(),
-            )]),
-            cwd: None,
-            timeout: Duration::from_secs(20),
-        })
-        .unwrap();
-    assert_eq!(
-        (
-            out.status,
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap()
+    let got = run_in(
+        &sandbox,
+        &format!(
+            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; echo ping >&3; head -n 1 <&3'; \
+             bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo direct || echo no-direct; \
+             /usr/bin/python3 -c 'import socket\ntry: socket.socket(socket.AF_UNIX); print(\"unix made\")\nexcept OSError as e: print(\"unix errno\", e.errno)'"
         ),
+        BTreeMap::from([("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        got,
         owned(
             ExitKind::Exited(0),
             "proxy got ping\nno-direct\nunix errno 1\n",
@@ -577,28 +575,10 @@ fn network_proxied_reaches_only_the_proxy() {
     assert!(host.accept().is_err(), "the host listener saw a connection");
 
     // Without the proxy's socket, proxied is refused rather than run with no relay.
-    let err = Sandbox::new(SandboxConfig {
-        workspace: base.path().join("workspace"),
-        tmp: base.path().join("tmp"),
-        network: Network::Proxied,
-        limits: default_limits(),
-        run_as: Some(NOBODY),
-        require_landlock: true,
-        pids_cgroup: None,
-        bind_tmp: true,
-        output_cap: 64 * 1024,
-        read_roots: Vec::new(),
-        hidden: Vec::new(),
-        proxy: None,
-    })
-    .unwrap()
-    .run(&Command {
-        shell: "true".into(),
-        env: path_env(),
-        cwd: None,
-        timeout: Duration::from_secs(5),
-    })
-    .unwrap_err();
+    let err = Sandbox::new(config(base.path(), Network::Proxied))
+        .unwrap()
+        .run(&command("true", path_env(), Duration::from_secs(5)))
+        .unwrap_err();
     assert!(matches!(err, SandboxError::NoProxy), "{err}");
 }
 
@@ -953,54 +933,16 @@ fn the_command_is_pid_1_of_its_own_namespace() {
     );
 }
 
-/// Restricts the calling thread like sandboxd: read everywhere, write below `dir`, `/proc`
-/// (for the child's uid_map) and `/dev/null`.
-fn restrict_like_sandboxd(dir: &Path) {
-    use landlock::{
-        ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    };
-    let abi = ABI::V5;
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .unwrap()
-        .create()
-        .unwrap();
-    for (path, access) in [
-        (Path::new("/"), AccessFs::from_read(abi)),
-        (dir, AccessFs::from_all(abi)),
-        (Path::new("/proc"), AccessFs::from_all(abi)),
-        (Path::new("/dev/null"), AccessFs::from_file(abi)),
-    ] {
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(PathFd::new(path).unwrap(), access))
-            .unwrap();
-    }
-    ruleset.restrict_self().unwrap();
-}
-
 /// As sandboxd runs it: from inside a Landlock domain, where no fresh /proc can be mounted.
 /// The host's processes show in /proc, but cannot be signalled (their pids mean nothing in
 /// the namespace) nor inspected (Landlock, the uid); the seccomp filter is there too.
 #[test]
 fn pid_namespace_and_seccomp_hold_under_a_landlock_restricted_caller() {
     require_root();
-    let base = support::test_dir();
-    for d in ["workspace", "tmp"] {
-        fs::create_dir(base.path().join(d)).unwrap();
-    }
+    let base = support::sandbox_dir();
     let sandbox = Sandbox::new(SandboxConfig {
-        workspace: base.path().join("workspace"),
-        tmp: base.path().join("tmp"),
-        network: Network::None,
-        limits: default_limits(),
-        run_as: Some(NOBODY),
-        require_landlock: true,
-        pids_cgroup: None,
         bind_tmp: false,
-        output_cap: 64 * 1024,
-        read_roots: Vec::new(),
-        hidden: Vec::new(),
-        proxy: None,
+        ..config(base.path(), Network::None)
     })
     .unwrap();
     let dir = base.path().to_path_buf();
@@ -1009,20 +951,13 @@ fn pid_namespace_and_seccomp_hold_under_a_landlock_restricted_caller() {
     let got = std::thread::spawn(move || {
         // Landlock below ABI 8 restricts only the calling thread: this one.
         restrict_like_sandboxd(&dir);
-        let out = sandbox
-            .run(&Command {
-                shell: format!(
-                    "echo $$; test -d /proc/{me} && echo host-pid-visible; kill -0 {me}; cat /proc/{me}/environ; {helper} attach-child"
-                ),
-                env: path_env(),
-                cwd: None,
-                timeout: Duration::from_secs(10),
-            })
-            .unwrap();
-        (
-            out.status,
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
+        run_in(
+            &sandbox,
+            &format!(
+                "echo $$; test -d /proc/{me} && echo host-pid-visible; kill -0 {me}; cat /proc/{me}/environ; {helper} attach-child"
+            ),
+            path_env(),
+            Duration::from_secs(10),
         )
     })
     .join()
@@ -1078,12 +1013,11 @@ fn a_set_up_failure_in_pid_1_is_the_spawn_error() {
     let started = Instant::now();
     let err = f
         .sandbox
-        .run(&Command {
-            shell: "echo unreachable".to_owned(),
-            env: path_env(),
-            cwd: None,
-            timeout: Duration::from_secs(10),
-        })
+        .run(&command(
+            "echo unreachable",
+            path_env(),
+            Duration::from_secs(10),
+        ))
         .unwrap_err();
     match err {
         SandboxError::Spawn(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
@@ -1135,16 +1069,10 @@ fn bad_configs_and_commands_are_refused() {
     let err = Sandbox::new(SandboxConfig {
         workspace: PathBuf::from("relative"),
         tmp: base.path().to_path_buf(),
-        network: Network::None,
         limits: Limits::default(),
         run_as: None,
-        require_landlock: true,
-        pids_cgroup: None,
-        bind_tmp: true,
         output_cap: 1,
-        read_roots: Vec::new(),
-        hidden: Vec::new(),
-        proxy: None,
+        ..config(base.path(), Network::None)
     })
     .unwrap_err();
     assert_eq!(
@@ -1156,10 +1084,8 @@ fn bad_configs_and_commands_are_refused() {
     let err = f
         .sandbox
         .run(&Command {
-            shell: "true".to_owned(),
-            env: BTreeMap::new(),
             cwd: Some(PathBuf::from("../x")),
-            timeout: Duration::from_secs(1),
+            ..command("true", BTreeMap::new(), Duration::from_secs(1))
         })
         .unwrap_err();
     assert_eq!(
@@ -1171,31 +1097,19 @@ fn bad_configs_and_commands_are_refused() {
 #[test]
 fn output_past_the_cap_is_counted_not_kept() {
     require_root();
-    let base = support::test_dir();
-    fs::create_dir(base.path().join("w")).unwrap();
-    fs::create_dir(base.path().join("t")).unwrap();
+    let base = support::sandbox_dir();
     let sandbox = Sandbox::new(SandboxConfig {
-        workspace: base.path().join("w"),
-        tmp: base.path().join("t"),
-        network: Network::None,
         limits: Limits::default(),
-        run_as: Some(NOBODY),
-        require_landlock: true,
-        pids_cgroup: None,
-        bind_tmp: true,
         output_cap: 4,
-        read_roots: Vec::new(),
-        hidden: Vec::new(),
-        proxy: None,
+        ..config(base.path(), Network::None)
     })
     .unwrap();
     let out = sandbox
-        .run(&Command {
-            shell: "printf 0123456789; printf ab >&2".to_owned(),
-            env: BTreeMap::new(),
-            cwd: None,
-            timeout: Duration::from_secs(5),
-        })
+        .run(&command(
+            "printf 0123456789; printf ab >&2",
+            BTreeMap::new(),
+            Duration::from_secs(5),
+        ))
         .unwrap();
     assert_eq!(
         (

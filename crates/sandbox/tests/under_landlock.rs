@@ -7,39 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use landlock::{
-    ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-};
 use stakpak_sandbox::{Command, ExitKind, Limits, Network, Sandbox, SandboxConfig, SandboxError};
 
 mod support;
-
-/// Restricts the calling thread like sandboxd: read everywhere, write below `dir`, `/proc`
-/// (for the child's uid_map) and `/dev/null`.
-fn restrict_like_sandboxd(dir: &Path) {
-    let abi = ABI::V5;
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .unwrap()
-        .create()
-        .unwrap();
-    for (path, access) in [
-        (Path::new("/"), AccessFs::from_read(abi)),
-        (dir, AccessFs::from_all(abi)),
-        (Path::new("/proc"), AccessFs::from_all(abi)),
-    ] {
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(PathFd::new(path).unwrap(), access))
-            .unwrap();
-    }
-    ruleset = ruleset
-        .add_rule(PathBeneath::new(
-            PathFd::new("/dev/null").unwrap(),
-            AccessFs::from_file(abi),
-        ))
-        .unwrap();
-    ruleset.restrict_self().unwrap();
-}
+use support::restrict_like_sandboxd;
 
 fn config(base: &Path, bind_tmp: bool) -> SandboxConfig {
     SandboxConfig {
@@ -61,10 +32,7 @@ fn config(base: &Path, bind_tmp: bool) -> SandboxConfig {
 #[test]
 fn private_tmp_mount_is_refused_under_landlock_and_tmpdir_works() {
     // Not below /tmp: the bound run would refuse the workspace before trying the mount.
-    let base = support::test_dir();
-    for d in ["workspace", "tmp"] {
-        std::fs::create_dir(base.path().join(d)).unwrap();
-    }
+    let base = support::sandbox_dir();
     let path = base.path().to_path_buf();
     // Landlock below ABI 8 restricts only the calling thread: do it on a thread of its own.
     std::thread::spawn(move || {

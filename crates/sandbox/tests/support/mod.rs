@@ -66,3 +66,37 @@ pub fn test_dir() -> tempfile::TempDir {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
+
+/// A test folder holding the empty `workspace` and `tmp` a sandbox is configured with.
+pub fn sandbox_dir() -> tempfile::TempDir {
+    let base = test_dir();
+    for d in ["workspace", "tmp"] {
+        fs::create_dir(base.path().join(d)).unwrap();
+    }
+    base
+}
+
+/// Restricts the calling thread like sandboxd: read everywhere, write below `dir`, `/proc`
+/// (for the child's uid_map) and `/dev/null`.
+pub fn restrict_like_sandboxd(dir: &Path) {
+    use landlock::{
+        ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    };
+    let abi = ABI::V5;
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .unwrap()
+        .create()
+        .unwrap();
+    for (path, access) in [
+        (Path::new("/"), AccessFs::from_read(abi)),
+        (dir, AccessFs::from_all(abi)),
+        (Path::new("/proc"), AccessFs::from_all(abi)),
+        (Path::new("/dev/null"), AccessFs::from_file(abi)),
+    ] {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(PathFd::new(path).unwrap(), access))
+            .unwrap();
+    }
+    ruleset.restrict_self().unwrap();
+}
