@@ -223,22 +223,7 @@ impl Decoder {
                 let (Some(index), Some(block)) = (parsed.index, parsed.content_block) else {
                     return Err(malformed("content_block_start without index or block"));
                 };
-                let open = match block.kind.as_str() {
-                    "text" => {
-                        if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                            self.text(&text, on_text);
-                        }
-                        Open::Text
-                    }
-                    "tool_use" => Open::Tool {
-                        id: block.id.unwrap_or_default(),
-                        name: block.name.unwrap_or_default(),
-                        start_input: block.input,
-                        json: String::new(),
-                    },
-                    _ => Open::Other,
-                };
-                self.blocks.push((index, open));
+                self.open(index, block, on_text);
             }
             "content_block_delta" => {
                 let (Some(index), Some(delta)) = (parsed.index, parsed.delta) else {
@@ -283,6 +268,27 @@ impl Decoder {
         } else {
             Progress::More
         })
+    }
+
+    /// Starts content block `index`, streamed or whole: text already in it goes out at
+    /// once, a tool call waits for its input.
+    fn open(&mut self, index: u64, block: Block, on_text: &mut (dyn FnMut(&str) + Send)) {
+        let open = match block.kind.as_str() {
+            "text" => {
+                if let Some(text) = block.text.filter(|t| !t.is_empty()) {
+                    self.text(&text, on_text);
+                }
+                Open::Text
+            }
+            "tool_use" => Open::Tool {
+                id: block.id.unwrap_or_default(),
+                name: block.name.unwrap_or_default(),
+                start_input: block.input,
+                json: String::new(),
+            },
+            _ => Open::Other,
+        };
+        self.blocks.push((index, open));
     }
 
     fn text(&mut self, text: &str, on_text: &mut (dyn FnMut(&str) + Send)) {
@@ -383,22 +389,7 @@ pub(crate) fn parse_whole(
     }
     decoder.stop_reason = message.stop_reason;
     for (index, block) in (0u64..).zip(message.content) {
-        let open = match block.kind.as_str() {
-            "text" => {
-                if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                    decoder.text(&text, on_text);
-                }
-                Open::Text
-            }
-            "tool_use" => Open::Tool {
-                id: block.id.unwrap_or_default(),
-                name: block.name.unwrap_or_default(),
-                start_input: block.input,
-                json: String::new(),
-            },
-            _ => Open::Other,
-        };
-        decoder.blocks.push((index, open));
+        decoder.open(index, block, on_text);
     }
     Ok(decoder.response())
 }
