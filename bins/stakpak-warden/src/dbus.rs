@@ -87,28 +87,25 @@ impl Handler {
 
     fn record(&self, request: &CheckRequest, caller: &str, v: &Verdict) {
         let rule = v.rule.as_deref().unwrap_or("");
+        // One field list for both levels: tracing takes its level as a macro, not a value.
+        macro_rules! log_verdict {
+            ($level:ident) => {
+                $level!(
+                    decision = v.decision.as_str(),
+                    rule,
+                    action = %v.action,
+                    kind = %request.kind,
+                    session = %request.session,
+                    caller,
+                    "{}",
+                    v.reason
+                )
+            };
+        }
         match v.decision {
             Decision::Allow => {}
-            Decision::Ask => info!(
-                decision = v.decision.as_str(),
-                rule,
-                action = %v.action,
-                kind = %request.kind,
-                session = %request.session,
-                caller,
-                "{}",
-                v.reason
-            ),
-            Decision::Deny => warn!(
-                decision = v.decision.as_str(),
-                rule,
-                action = %v.action,
-                kind = %request.kind,
-                session = %request.session,
-                caller,
-                "{}",
-                v.reason
-            ),
+            Decision::Ask => log_verdict!(info),
+            Decision::Deny => log_verdict!(warn),
         }
         if let (Some(audit), true) = (&self.audit, v.decision != Decision::Allow) {
             let fields: BTreeMap<String, Value> = [
