@@ -51,24 +51,10 @@ struct PackFile {
     #[serde(default)]
     programs: BTreeMap<String, ProgramFile>,
     #[serde(default)]
-    rule: Vec<RuleFile>,
+    rule: Vec<RuleFile<MatchFile>>,
+    /// `[[request]]` rules: judged by the egress proxy against each HTTP request.
     #[serde(default)]
-    request: Vec<RequestRuleFile>,
-}
-
-/// A `[[request]]` rule: judged by the egress proxy against each HTTP request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestRuleFile {
-    id: String,
-    decision: Decision,
-    reason: String,
-    #[serde(rename = "match")]
-    matches: RequestMatchFile,
-    #[serde(default)]
-    unless: Option<RequestMatchFile>,
-    #[serde(default)]
-    examples: Examples,
+    request: Vec<RuleFile<RequestMatchFile>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -111,16 +97,17 @@ struct ProgramFile {
     single_dash_long: bool,
 }
 
+/// A `[[rule]]` (`M` = [`MatchFile`]) or a `[[request]]` rule (`M` = [`RequestMatchFile`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
+struct RuleFile<M> {
     id: String,
     decision: Decision,
     reason: String,
     #[serde(rename = "match")]
-    matches: MatchFile,
+    matches: M,
     #[serde(default)]
-    unless: Option<MatchFile>,
+    unless: Option<M>,
     #[serde(default)]
     examples: Examples,
 }
@@ -309,15 +296,16 @@ impl Match {
     }
 }
 
-/// One rule, ready to evaluate.
+/// One rule, ready to evaluate: a `[[rule]]` over commands, or with `M` = [`RequestMatch`]
+/// a [`RequestRule`].
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub struct Rule<M = Match> {
     pub id: String,
     pub pack: String,
     pub decision: Decision,
     pub reason: String,
-    pub matches: Match,
-    pub unless: Option<Match>,
+    pub matches: M,
+    pub unless: Option<M>,
     pub examples: Examples,
 }
 
@@ -403,18 +391,9 @@ impl RequestMatch {
     }
 }
 
-/// One `[[request]]` rule, ready to evaluate.
-#[derive(Debug, Clone)]
-pub struct RequestRule {
-    pub id: String,
-    pub pack: String,
-    pub decision: Decision,
-    pub reason: String,
-    pub matches: RequestMatch,
-    pub unless: Option<RequestMatch>,
-    /// Requests in the example form of [`crate::HttpRequest::parse_example`].
-    pub examples: Examples,
-}
+/// One `[[request]]` rule, ready to evaluate; its examples are requests in the example form
+/// of [`crate::HttpRequest::parse_example`].
+pub type RequestRule = Rule<RequestMatch>;
 
 /// A pack that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -480,76 +459,37 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
             )
         })
         .collect();
-    let mut rules = Vec::new();
     let mut seen = HashSet::new();
-    for r in file.rule {
-        let err = |message: String| PackError::Rule {
-            source_name: source_name.to_string(),
-            rule: r.id.clone(),
-            message,
-        };
-        check_head(source_name, &r.id, &r.reason, &r.examples, &mut seen)?;
-        let matches = compile_match(&r.matches, check_syntax).map_err(&err)?;
-        if matches.programs.is_empty()
-            && !matches.is_file_rule()
-            && matches.dynamic_program.is_none()
-            && matches.obfuscated.is_none()
-            && matches.code_from.is_empty()
-        {
-            return Err(err(
-                "match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`".into(),
-            ));
-        }
-        let unless = r
-            .unless
-            .as_ref()
-            .map(|u| compile_match(u, check_syntax))
-            .transpose()
-            .map_err(&err)?;
-        rules.push(Rule {
-            id: r.id.clone(),
-            pack: file.pack.id.clone(),
-            decision: r.decision,
-            reason: r.reason.trim().to_string(),
-            matches,
-            unless,
-            examples: r.examples,
-        });
-    }
-    let mut requests = Vec::new();
-    for r in file.request {
-        let err = |message: String| PackError::Rule {
-            source_name: source_name.to_string(),
-            rule: r.id.clone(),
-            message,
-        };
-        check_head(source_name, &r.id, &r.reason, &r.examples, &mut seen)?;
-        let matches = compile_request_match(&r.matches, check_syntax).map_err(&err)?;
-        if matches.methods.is_empty()
-            && matches.hosts.is_empty()
-            && matches.paths.is_empty()
-            && matches.operations.is_empty()
-        {
-            return Err(err(
-                "a request match needs `methods`, `hosts`, `paths` or `operations`".into(),
-            ));
-        }
-        let unless = r
-            .unless
-            .as_ref()
-            .map(|u| compile_request_match(u, check_syntax))
-            .transpose()
-            .map_err(&err)?;
-        requests.push(RequestRule {
-            id: r.id.clone(),
-            pack: file.pack.id.clone(),
-            decision: r.decision,
-            reason: r.reason.trim().to_string(),
-            matches,
-            unless,
-            examples: r.examples,
-        });
-    }
+    let pack = &file.pack.id;
+    let rules = compile_rules(
+        source_name,
+        pack,
+        file.rule,
+        &mut seen,
+        |m| compile_match(m, check_syntax),
+        |m| {
+            (m.programs.is_empty()
+                && !m.is_file_rule()
+                && m.dynamic_program.is_none()
+                && m.obfuscated.is_none()
+                && m.code_from.is_empty())
+            .then_some("match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`")
+        },
+    )?;
+    let requests = compile_rules(
+        source_name,
+        pack,
+        file.request,
+        &mut seen,
+        |m| compile_request_match(m, check_syntax),
+        |m| {
+            (m.methods.is_empty()
+                && m.hosts.is_empty()
+                && m.paths.is_empty()
+                && m.operations.is_empty())
+            .then_some("a request match needs `methods`, `hosts`, `paths` or `operations`")
+        },
+    )?;
     Ok(Pack {
         id: file.pack.id,
         description: file.pack.description,
@@ -558,6 +498,43 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
         rules,
         requests,
     })
+}
+
+/// Checks and compiles the rules of one kind, in order: `compile` turns a match table into its
+/// compiled form, and `selects_nothing` says why a compiled `match` (not an `unless`) could
+/// never apply, if it could not.
+fn compile_rules<M, C>(
+    source_name: &str,
+    pack: &str,
+    raw: Vec<RuleFile<M>>,
+    seen: &mut HashSet<String>,
+    compile: impl Fn(&M) -> Result<C, String>,
+    selects_nothing: impl Fn(&C) -> Option<&'static str>,
+) -> Result<Vec<Rule<C>>, PackError> {
+    raw.into_iter()
+        .map(|r| {
+            let err = |message: String| PackError::Rule {
+                source_name: source_name.to_string(),
+                rule: r.id.clone(),
+                message,
+            };
+            check_head(source_name, &r.id, &r.reason, &r.examples, seen)?;
+            let matches = compile(&r.matches).map_err(err)?;
+            if let Some(message) = selects_nothing(&matches) {
+                return Err(err(message.into()));
+            }
+            let unless = r.unless.as_ref().map(&compile).transpose().map_err(err)?;
+            Ok(Rule {
+                id: r.id.clone(),
+                pack: pack.to_string(),
+                decision: r.decision,
+                reason: r.reason.trim().to_string(),
+                matches,
+                unless,
+                examples: r.examples,
+            })
+        })
+        .collect()
 }
 
 fn compile_match(m: &MatchFile, check: bool) -> Result<Match, String> {
