@@ -6,46 +6,17 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Child, Command},
 };
 
-use stakpak_proto::{Daemon, WardenProxy, zbus};
-use stakpak_testkit::{DaemonDirs, PrivateBus, daemon_command, wait_until};
+use stakpak_proto::{Daemon, WardenProxy};
+use stakpak_testkit::{DaemonDirs, PrivateBus, daemon_command, start_daemon};
 
 fn new_dirs() -> DaemonDirs {
     DaemonDirs::new("stakpak-daemon-")
 }
 
 use stakpak_testkit::runtime;
-
-/// Starts a daemon and waits until its name is on the bus.
-fn start(
-    daemon: Daemon,
-    bus: &PrivateBus,
-    dirs: &DaemonDirs,
-    rt: &tokio::runtime::Runtime,
-) -> (Child, zbus::Connection) {
-    let child = daemon_command(daemon, &bus.address, dirs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let conn = rt.block_on(async {
-        zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap()
-    });
-    let dbus = rt.block_on(zbus::fdo::DBusProxy::new(&conn)).unwrap();
-    wait_until(Duration::from_secs(10), || {
-        rt.block_on(dbus.name_has_owner(daemon.bus_name().try_into().unwrap()))
-            .unwrap_or(false)
-            .then_some(())
-    })
-    .expect("daemon took its bus name");
-    (child, conn)
-}
 
 fn stop(mut child: Child) {
     rustix::process::kill_process(
@@ -100,7 +71,7 @@ fn second_daemon_of_a_kind_refuses_to_queue_for_the_name() {
     let bus = PrivateBus::start();
     let rt = runtime();
     let dirs = new_dirs();
-    let (first, _conn) = start(Daemon::Secrets, &bus, &dirs, &rt);
+    let (first, _conn) = start_daemon(Daemon::Secrets, &bus.address, &dirs, &rt);
     let other = new_dirs();
     let out = daemon_command(Daemon::Secrets, &bus.address, &other)
         .output()
@@ -121,7 +92,7 @@ fn reload_applies_a_good_file_and_rejects_a_bad_one_with_a_typed_error() {
     let dirs = new_dirs();
     let file = dirs.path("config").join("warden.toml");
     std::fs::write(&file, "[log]\nlevel = \"info\"\n").unwrap();
-    let (child, conn) = start(Daemon::Warden, &bus, &dirs, &rt);
+    let (child, conn) = start_daemon(Daemon::Warden, &bus.address, &dirs, &rt);
     let warden = rt.block_on(WardenProxy::new(&conn)).unwrap();
 
     std::fs::write(&file, "[log]\nlevel = \"debug\"\n").unwrap();
@@ -195,7 +166,7 @@ fn landlock_keeps_every_running_daemon_inside_its_own_folders() {
     let rt = runtime();
     for daemon in Daemon::ALL {
         let dirs = new_dirs();
-        let (child, _conn) = start(daemon, &bus, &dirs, &rt);
+        let (child, _conn) = start_daemon(daemon, &bus.address, &dirs, &rt);
         let pid = child.id();
         let outside = [
             dirs.path("elsewhere/planted"),

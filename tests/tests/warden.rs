@@ -8,7 +8,8 @@ use std::{process::Command, time::Duration};
 
 use stakpak_proto::{CheckRequest, Daemon, WardenProxy, zbus};
 use stakpak_testkit::{
-    DaemonDirs, EmbeddedSuite, Output, PrivateBus, bin, daemon_command, wait_until,
+    DaemonDirs, EmbeddedSuite, Output, PrivateBus, bin, daemon_command, runtime, start_daemon,
+    wait_until,
 };
 
 /// `stakpak policy check` on a machine with no suite: a fresh state folder, no config.
@@ -164,27 +165,8 @@ fn broken_pack_stops_the_start_and_a_reload_keeps_the_policy_in_force() {
 
     // A good pack: it starts and the site rule is in force.
     std::fs::write(&pack_file, SITE_PACK).unwrap();
-    let mut child = daemon_command(Daemon::Warden, &bus.address, &dirs)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let conn = rt.block_on(async {
-        zbus::connection::Builder::address(bus.address.as_str())
-            .build()
-            .await
-            .unwrap()
-    });
-    let dbus = rt.block_on(zbus::fdo::DBusProxy::new(&conn)).unwrap();
-    wait_until(Duration::from_secs(10), || {
-        rt.block_on(dbus.name_has_owner(Daemon::Warden.bus_name().try_into().unwrap()))
-            .unwrap_or(false)
-            .then_some(())
-    })
-    .expect("the warden took its name");
+    let rt = runtime();
+    let (mut child, conn) = start_daemon(Daemon::Warden, &bus.address, &dirs, &rt);
     let warden = rt.block_on(WardenProxy::new(&conn)).unwrap();
     let check = |cmd: &str| {
         rt.block_on(warden.check(CheckRequest {

@@ -3,12 +3,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
+    time::Duration,
 };
 
-use stakpak_proto::Daemon;
+use stakpak_proto::{Daemon, zbus};
 
-use crate::bin;
+use crate::{bin, connect, wait_until};
 
 /// A temporary folder with `config/`, `state/`, `run/` and `elsewhere/` (a place the daemon
 /// must not touch) for one daemon.
@@ -59,6 +60,30 @@ pub fn daemon_command(daemon: Daemon, bus_address: &str, dirs: &DaemonDirs) -> C
         .env_remove("STAKPAK_LOG")
         .env_remove("CREDENTIALS_DIRECTORY");
     cmd
+}
+
+/// Starts `daemon` (its output discarded) and waits up to ten seconds for its bus name;
+/// returns the child and a client connection to the bus.
+pub fn start_daemon(
+    daemon: Daemon,
+    bus_address: &str,
+    dirs: &DaemonDirs,
+    rt: &tokio::runtime::Runtime,
+) -> (Child, zbus::Connection) {
+    let child = daemon_command(daemon, bus_address, dirs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let conn = connect(rt, bus_address);
+    let dbus = rt.block_on(zbus::fdo::DBusProxy::new(&conn)).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        rt.block_on(dbus.name_has_owner(daemon.bus_name().try_into().unwrap()))
+            .unwrap_or(false)
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("{} did not take its bus name", daemon.binary()));
+    (child, conn)
 }
 
 /// `n` characters of `alphabet` from the kernel's random source (canaries, tokens), each

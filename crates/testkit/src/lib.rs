@@ -15,7 +15,7 @@ mod suite;
 
 pub use binaries::{bin, bin_dir};
 pub use bus::{BusOptions, PrivateBus};
-pub use daemon::{DaemonDirs, daemon_command, files_below, random_string};
+pub use daemon::{DaemonDirs, daemon_command, files_below, random_string, start_daemon};
 pub use llm::{LlmDouble, Recorded, Reply, Turn};
 pub use nspawn::{Container, ContainerBuilder, nspawn_rootfs};
 pub use process::{Output, ProcessInfo, processes_named, wait_until};
