@@ -461,35 +461,8 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
         .collect();
     let mut seen = HashSet::new();
     let pack = &file.pack.id;
-    let rules = compile_rules(
-        source_name,
-        pack,
-        file.rule,
-        &mut seen,
-        |m| compile_match(m, check_syntax),
-        |m| {
-            (m.programs.is_empty()
-                && !m.is_file_rule()
-                && m.dynamic_program.is_none()
-                && m.obfuscated.is_none()
-                && m.code_from.is_empty())
-            .then_some("match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`")
-        },
-    )?;
-    let requests = compile_rules(
-        source_name,
-        pack,
-        file.request,
-        &mut seen,
-        |m| compile_request_match(m, check_syntax),
-        |m| {
-            (m.methods.is_empty()
-                && m.hosts.is_empty()
-                && m.paths.is_empty()
-                && m.operations.is_empty())
-            .then_some("a request match needs `methods`, `hosts`, `paths` or `operations`")
-        },
-    )?;
+    let rules = compile_rules(source_name, pack, file.rule, &mut seen, check_syntax)?;
+    let requests = compile_rules(source_name, pack, file.request, &mut seen, check_syntax)?;
     Ok(Pack {
         id: file.pack.id,
         description: file.pack.description,
@@ -500,17 +473,24 @@ fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<
     })
 }
 
-/// Checks and compiles the rules of one kind, in order: `compile` turns a match table into its
-/// compiled form, and `selects_nothing` says why a compiled `match` (not an `unless`) could
-/// never apply, if it could not.
-fn compile_rules<M, C>(
+/// A `match` or `unless` table as written in a pack, of one kind of rule.
+trait MatchTable {
+    type Compiled;
+
+    fn compile(&self, check: bool) -> Result<Self::Compiled, String>;
+
+    /// Why a compiled `match` (not an `unless`) could never apply, if it could not.
+    fn selects_nothing(m: &Self::Compiled) -> Option<&'static str>;
+}
+
+/// Checks and compiles the rules of one kind, in order.
+fn compile_rules<M: MatchTable>(
     source_name: &str,
     pack: &str,
     raw: Vec<RuleFile<M>>,
     seen: &mut HashSet<String>,
-    compile: impl Fn(&M) -> Result<C, String>,
-    selects_nothing: impl Fn(&C) -> Option<&'static str>,
-) -> Result<Vec<Rule<C>>, PackError> {
+    check_syntax: bool,
+) -> Result<Vec<Rule<M::Compiled>>, PackError> {
     raw.into_iter()
         .map(|r| {
             let err = |message: String| PackError::Rule {
@@ -519,11 +499,16 @@ fn compile_rules<M, C>(
                 message,
             };
             check_head(source_name, &r.id, &r.reason, &r.examples, seen)?;
-            let matches = compile(&r.matches).map_err(err)?;
-            if let Some(message) = selects_nothing(&matches) {
+            let matches = r.matches.compile(check_syntax).map_err(err)?;
+            if let Some(message) = M::selects_nothing(&matches) {
                 return Err(err(message.into()));
             }
-            let unless = r.unless.as_ref().map(&compile).transpose().map_err(err)?;
+            let unless = r
+                .unless
+                .as_ref()
+                .map(|u| u.compile(check_syntax))
+                .transpose()
+                .map_err(err)?;
             Ok(Rule {
                 id: r.id.clone(),
                 pack: pack.to_string(),
@@ -537,47 +522,64 @@ fn compile_rules<M, C>(
         .collect()
 }
 
-fn compile_match(m: &MatchFile, check: bool) -> Result<Match, String> {
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|p| Pattern::compile(p, check))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let one = |v: &Option<String>| v.as_deref().map(|p| Pattern::compile(p, check)).transpose();
-    let strip = |v: &[String]| {
-        v.iter()
-            .map(|s| s.trim_start_matches('-').to_string())
-            .collect::<Vec<_>>()
-    };
-    Ok(Match {
-        programs: m.programs.clone(),
-        positional: m
-            .positional
-            .iter()
-            .map(|alts| list(alts))
-            .collect::<Result<_, _>>()?,
-        flags_all: strip(&m.flags_all),
-        flags_any: strip(&m.flags_any),
-        flags_none: strip(&m.flags_none),
-        options: m
-            .options
-            .iter()
-            .map(|(k, v)| {
-                Pattern::compile(v, check).map(|p| (k.trim_start_matches('-').to_string(), p))
-            })
-            .collect::<Result<_, _>>()?,
-        args_any: list(&m.args_any)?,
-        args_all: list(&m.args_all)?,
-        args_dynamic: m.args_dynamic,
-        text: one(&m.text)?,
-        stdin: one(&m.stdin)?,
-        code: one(&m.code)?,
-        code_from: list(&m.code_from)?,
-        dynamic_program: m.dynamic_program,
-        obfuscated: m.obfuscated,
-        write_path: list(&m.write_path)?,
-        delete_path: list(&m.delete_path)?,
-    })
+/// Every pattern of a list, compiled.
+fn patterns(v: &[String], check: bool) -> Result<Vec<Pattern>, String> {
+    v.iter().map(|p| Pattern::compile(p, check)).collect()
+}
+
+/// The pattern, if there is one, compiled.
+fn pattern(v: &Option<String>, check: bool) -> Result<Option<Pattern>, String> {
+    v.as_deref().map(|p| Pattern::compile(p, check)).transpose()
+}
+
+impl MatchTable for MatchFile {
+    type Compiled = Match;
+
+    fn compile(&self, check: bool) -> Result<Match, String> {
+        let strip = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim_start_matches('-').to_string())
+                .collect::<Vec<_>>()
+        };
+        Ok(Match {
+            programs: self.programs.clone(),
+            positional: self
+                .positional
+                .iter()
+                .map(|alts| patterns(alts, check))
+                .collect::<Result<_, _>>()?,
+            flags_all: strip(&self.flags_all),
+            flags_any: strip(&self.flags_any),
+            flags_none: strip(&self.flags_none),
+            options: self
+                .options
+                .iter()
+                .map(|(k, v)| {
+                    Pattern::compile(v, check).map(|p| (k.trim_start_matches('-').to_string(), p))
+                })
+                .collect::<Result<_, _>>()?,
+            args_any: patterns(&self.args_any, check)?,
+            args_all: patterns(&self.args_all, check)?,
+            args_dynamic: self.args_dynamic,
+            text: pattern(&self.text, check)?,
+            stdin: pattern(&self.stdin, check)?,
+            code: pattern(&self.code, check)?,
+            code_from: patterns(&self.code_from, check)?,
+            dynamic_program: self.dynamic_program,
+            obfuscated: self.obfuscated,
+            write_path: patterns(&self.write_path, check)?,
+            delete_path: patterns(&self.delete_path, check)?,
+        })
+    }
+
+    fn selects_nothing(m: &Match) -> Option<&'static str> {
+        (m.programs.is_empty()
+            && !m.is_file_rule()
+            && m.dynamic_program.is_none()
+            && m.obfuscated.is_none()
+            && m.code_from.is_empty())
+        .then_some("match needs `programs`, a path (`write_path`/`delete_path`), `code_from`, `dynamic_program` or `obfuscated`")
+    }
 }
 
 /// A host pattern: `~regex`, or a name where `*` stands for any run of characters
@@ -594,42 +596,49 @@ fn host_pattern(text: &str, check: bool) -> Result<Pattern, String> {
     Pattern::compile(&format!("~^{}$", re.join(".*")), check)
 }
 
-fn compile_request_match(m: &RequestMatchFile, check: bool) -> Result<RequestMatch, String> {
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|p| Pattern::compile(p, check))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let map = |m: &BTreeMap<String, String>, lower: bool| {
-        m.iter()
-            .map(|(k, v)| {
-                let k = if lower {
-                    k.to_ascii_lowercase()
-                } else {
-                    k.clone()
-                };
-                Pattern::compile(v, check).map(|p| (k, p))
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    Ok(RequestMatch {
-        methods: m.methods.iter().map(|s| s.to_ascii_uppercase()).collect(),
-        hosts: m
-            .hosts
-            .iter()
-            .map(|h| host_pattern(h, check))
-            .collect::<Result<_, _>>()?,
-        paths: list(&m.paths)?,
-        query: map(&m.query, false)?,
-        headers: map(&m.headers, true)?,
-        body: m
-            .body
-            .as_deref()
-            .map(|p| Pattern::compile(p, check))
-            .transpose()?,
-        operations: list(&m.operations)?,
-        namespaces: list(&m.namespaces)?,
-    })
+impl MatchTable for RequestMatchFile {
+    type Compiled = RequestMatch;
+
+    fn compile(&self, check: bool) -> Result<RequestMatch, String> {
+        let map = |m: &BTreeMap<String, String>, lower: bool| {
+            m.iter()
+                .map(|(k, v)| {
+                    let k = if lower {
+                        k.to_ascii_lowercase()
+                    } else {
+                        k.clone()
+                    };
+                    Pattern::compile(v, check).map(|p| (k, p))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(RequestMatch {
+            methods: self
+                .methods
+                .iter()
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+            hosts: self
+                .hosts
+                .iter()
+                .map(|h| host_pattern(h, check))
+                .collect::<Result<_, _>>()?,
+            paths: patterns(&self.paths, check)?,
+            query: map(&self.query, false)?,
+            headers: map(&self.headers, true)?,
+            body: pattern(&self.body, check)?,
+            operations: patterns(&self.operations, check)?,
+            namespaces: patterns(&self.namespaces, check)?,
+        })
+    }
+
+    fn selects_nothing(m: &RequestMatch) -> Option<&'static str> {
+        (m.methods.is_empty()
+            && m.hosts.is_empty()
+            && m.paths.is_empty()
+            && m.operations.is_empty())
+        .then_some("a request match needs `methods`, `hosts`, `paths` or `operations`")
+    }
 }
 
 /// What every rule needs: an id not used before in the pack, a reason, a matching example.
