@@ -54,6 +54,24 @@ pub struct Row {
     pub error: Option<String>,
 }
 
+impl Row {
+    /// The row of a daemon that did not answer: its name, why not, and nothing it would have
+    /// said about itself.
+    pub fn down(daemon: &str, restarts: Option<u32>, error: String) -> Row {
+        Row {
+            daemon: daemon.to_string(),
+            state: State::Down,
+            pid: None,
+            version: None,
+            uptime_ms: None,
+            landlock: None,
+            landlock_abi: None,
+            restarts,
+            error: Some(error),
+        }
+    }
+}
+
 /// What `stakpak status --json` prints.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -136,17 +154,7 @@ pub async fn report(target: &Target) -> anyhow::Result<Report> {
                     restarts,
                     error: None,
                 },
-                Err(e) => Row {
-                    daemon: daemon.binary().to_string(),
-                    state: State::Down,
-                    pid: None,
-                    version: None,
-                    uptime_ms: None,
-                    landlock: None,
-                    landlock_abi: None,
-                    restarts,
-                    error: Some(e),
-                },
+                Err(e) => Row::down(daemon.binary(), restarts, e),
             }
         })
         .collect();
@@ -251,17 +259,7 @@ mod tests {
                     restarts: Some(1),
                     error: None,
                 },
-                Row {
-                    daemon: "stakpak-agent".into(),
-                    state: State::Down,
-                    pid: None,
-                    version: None,
-                    uptime_ms: None,
-                    landlock: None,
-                    landlock_abi: None,
-                    restarts: None,
-                    error: Some("not on the bus".into()),
-                },
+                Row::down("stakpak-agent", None, "not on the bus".into()),
             ],
         };
         assert_eq!(
