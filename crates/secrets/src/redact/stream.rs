@@ -141,47 +141,26 @@ pub trait Detect {
     fn detect(&self, text: &str) -> Vec<Detection>;
 }
 
-impl<D: Detect + ?Sized> Detect for &D {
-    fn max_lines(&self) -> usize {
-        (**self).max_lines()
-    }
+/// `Detect` through a reference or a smart pointer: every method goes to the pointee.
+macro_rules! detect_through {
+    ($($pointer:ty),*) => {$(
+        impl<D: Detect + ?Sized> Detect for $pointer {
+            fn max_lines(&self) -> usize {
+                (**self).max_lines()
+            }
 
-    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
-        (**self).multiline_from(text)
-    }
+            fn multiline_from(&self, text: &[u8]) -> Option<usize> {
+                (**self).multiline_from(text)
+            }
 
-    fn detect(&self, text: &str) -> Vec<Detection> {
-        (**self).detect(text)
-    }
+            fn detect(&self, text: &str) -> Vec<Detection> {
+                (**self).detect(text)
+            }
+        }
+    )*};
 }
 
-impl<D: Detect + ?Sized> Detect for Box<D> {
-    fn max_lines(&self) -> usize {
-        (**self).max_lines()
-    }
-
-    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
-        (**self).multiline_from(text)
-    }
-
-    fn detect(&self, text: &str) -> Vec<Detection> {
-        (**self).detect(text)
-    }
-}
-
-impl<D: Detect + ?Sized> Detect for std::sync::Arc<D> {
-    fn max_lines(&self) -> usize {
-        (**self).max_lines()
-    }
-
-    fn multiline_from(&self, text: &[u8]) -> Option<usize> {
-        (**self).multiline_from(text)
-    }
-
-    fn detect(&self, text: &str) -> Vec<Detection> {
-        (**self).detect(text)
-    }
-}
+detect_through!(&D, Box<D>, std::sync::Arc<D>);
 
 /// A value a [`DetectingStream`] replaced: which rule, and the placeholder it got. Never the
 /// value; the [`Namer`] (the session map) keeps that.
