@@ -397,6 +397,24 @@ enum Context {
     AnsiC,
 }
 
+impl Context {
+    /// The command itself, outside any substitution.
+    const TOP: Self = Self::Code {
+        parens: 0,
+        backtick: false,
+    };
+    /// Just inside `$(`.
+    const DOLLAR_PAREN: Self = Self::Code {
+        parens: 1,
+        backtick: false,
+    };
+    /// Just inside a backtick.
+    const BACKTICK: Self = Self::Code {
+        parens: 0,
+        backtick: true,
+    };
+}
+
 struct HereDoc {
     delimiter: String,
     strip_tabs: bool,
@@ -413,10 +431,7 @@ fn shell_spots(command: &str) -> Result<Vec<Spot>, PlaceholderError> {
     let bytes = command.as_bytes();
     let mut found = references(command).into_iter().peekable();
     let mut spots = Vec::new();
-    let mut stack = vec![Context::Code {
-        parens: 0,
-        backtick: false,
-    }];
+    let mut stack = vec![Context::TOP];
     let mut here_docs: Vec<HereDoc> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -425,10 +440,7 @@ fn shell_spots(command: &str) -> Result<Vec<Spot>, PlaceholderError> {
         while found.peek().is_some_and(|r| r.range.start < i) {
             found.next();
         }
-        let context = *stack.last().unwrap_or(&Context::Code {
-            parens: 0,
-            backtick: false,
-        });
+        let context = *stack.last().unwrap_or(&Context::TOP);
         if let Some(reference) = found.next_if(|r| r.range.start == i) {
             let quoting = match context {
                 Context::Code { .. } => Quoting::Unquoted,
@@ -464,20 +476,14 @@ fn shell_spots(command: &str) -> Result<Vec<Spot>, PlaceholderError> {
                     continue;
                 }
                 b'$' if next == Some(b'(') => {
-                    stack.push(Context::Code {
-                        parens: 1,
-                        backtick: false,
-                    });
+                    stack.push(Context::DOLLAR_PAREN);
                     i += 2;
                     continue;
                 }
                 b'`' if backtick => {
                     stack.pop();
                 }
-                b'`' => stack.push(Context::Code {
-                    parens: 0,
-                    backtick: true,
-                }),
+                b'`' => stack.push(Context::BACKTICK),
                 b'(' if parens > 0 => set_top(&mut stack, parens + 1, backtick),
                 b')' if parens == 1 => {
                     stack.pop();
@@ -506,43 +512,28 @@ fn shell_spots(command: &str) -> Result<Vec<Spot>, PlaceholderError> {
                 }
                 _ => {}
             },
+            // In both, a backslash escapes the byte after it.
+            Context::Double | Context::AnsiC if b == b'\\' => {
+                i += 2;
+                continue;
+            }
             Context::Double => match b {
-                b'\\' => {
-                    i += 2;
-                    continue;
-                }
                 b'"' => {
                     stack.pop();
                 }
                 b'$' if next == Some(b'(') => {
-                    stack.push(Context::Code {
-                        parens: 1,
-                        backtick: false,
-                    });
+                    stack.push(Context::DOLLAR_PAREN);
                     i += 2;
                     continue;
                 }
-                b'`' => stack.push(Context::Code {
-                    parens: 0,
-                    backtick: true,
-                }),
+                b'`' => stack.push(Context::BACKTICK),
                 _ => {}
             },
-            Context::Single => {
+            Context::Single | Context::AnsiC => {
                 if b == b'\'' {
                     stack.pop();
                 }
             }
-            Context::AnsiC => match b {
-                b'\\' => {
-                    i += 2;
-                    continue;
-                }
-                b'\'' => {
-                    stack.pop();
-                }
-                _ => {}
-            },
         }
         i += 1;
     }
@@ -923,8 +914,7 @@ mod tests {
     /// text only the second caught holds no placeholder, so resolving it changed nothing.
     #[test]
     fn may_hold_placeholder_covers_both_old_sniffers() {
-        let files_sniffer =
-            |t: &str| t.contains("{{secret:") || t.contains("[REDACTED_SECRET:");
+        let files_sniffer = |t: &str| t.contains("{{secret:") || t.contains("[REDACTED_SECRET:");
         let exec_sniffer = |t: &str| t.contains("{{") || t.contains("[REDACTED");
         // text → (files sniffer, exec sniffer, may_hold_placeholder)
         let cases: [(&str, (bool, bool, bool)); 16] = [
@@ -949,7 +939,11 @@ mod tests {
         ];
         for (text, (files, exec, new)) in cases {
             assert_eq!(
-                (files_sniffer(text), exec_sniffer(text), may_hold_placeholder(text)),
+                (
+                    files_sniffer(text),
+                    exec_sniffer(text),
+                    may_hold_placeholder(text)
+                ),
                 (files, exec, new),
                 "{text:?}"
             );
