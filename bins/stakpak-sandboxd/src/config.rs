@@ -843,18 +843,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn defaults_and_zero_values() {
-        let c: SandboxdConfig = toml::from_str("").unwrap();
-        assert_eq!(c.limits.pids, 256);
-        assert_eq!(c.exec.warden_timeout_ms, 5_000);
-        let paths = Paths {
+    /// The folders of an embedded suite, as `prepare` resolves relative paths against them.
+    fn embedded_paths() -> Paths {
+        Paths {
             mode: stakpak_daemon::Mode::Embedded,
             config_dir: "/c".into(),
             config_file: "/c/sandboxd.toml".into(),
             state_dir: "/s".into(),
             runtime_dir: "/r".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn defaults_and_zero_values() {
+        let c: SandboxdConfig = toml::from_str("").unwrap();
+        assert_eq!(c.limits.pids, 256);
+        assert_eq!(c.exec.warden_timeout_ms, 5_000);
+        let paths = embedded_paths();
         let mut bad: SandboxdConfig = toml::from_str("[limits]\npids = 0\n").unwrap();
         assert!(bad.prepare(&paths).unwrap_err().contains("limits.pids"));
         assert!(toml::from_str::<SandboxdConfig>("[exec]\nbogus = 1\n").is_err());
@@ -937,13 +942,7 @@ mod tests {
 
     #[test]
     fn limits_cgroup_must_be_absolute() {
-        let paths = Paths {
-            mode: stakpak_daemon::Mode::Embedded,
-            config_dir: "/c".into(),
-            config_file: "/c/sandboxd.toml".into(),
-            state_dir: "/s".into(),
-            runtime_dir: "/r".into(),
-        };
+        let paths = embedded_paths();
         let c: SandboxdConfig = toml::from_str("").unwrap();
         assert_eq!(c.limits.cgroup, PathBuf::new());
         let mut bad: SandboxdConfig = toml::from_str("[limits]\ncgroup = \"sandboxd\"\n").unwrap();
@@ -958,13 +957,7 @@ mod tests {
 
     #[test]
     fn docker_section_is_checked_key_by_key() {
-        let paths = Paths {
-            mode: stakpak_daemon::Mode::Embedded,
-            config_dir: "/c".into(),
-            config_file: "/c/sandboxd.toml".into(),
-            state_dir: "/s".into(),
-            runtime_dir: "/r".into(),
-        };
+        let paths = embedded_paths();
         let check = |text: &str| {
             let mut c: SandboxdConfig = toml::from_str(text).unwrap();
             c.prepare(&paths).map(|()| c)
