@@ -20,22 +20,16 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use stakpak_secrets::detect::{DetectOptions, Detector};
 
-/// xorshift64*, so every run measures the same text.
-struct Rng(u64);
+#[path = "../tests/support/rng.rs"]
+mod rng;
+
+// xorshift64*, so every run measures the same text.
+use rng::XorShiftStar as Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     fn from(&mut self, alphabet: &[u8], n: usize) -> String {
         (0..n)
-            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize] as char)
+            .map(|_| alphabet[self.below(alphabet.len())] as char)
             .collect()
     }
     fn alnum(&mut self, n: usize) -> String {
@@ -70,10 +64,10 @@ fn log_line(r: &mut Rng, out: &mut String) {
             r.below(255),
             r.below(60),
             r.below(60),
-            ["GET", "POST", "PUT"][r.below(3) as usize],
+            ["GET", "POST", "PUT"][r.below(3)],
             r.below(100_000),
             r.below(20),
-            [200, 201, 304, 404, 500][r.below(5) as usize],
+            [200, 201, 304, 404, 500][r.below(5)],
             r.below(50_000)
         ),
         6 => format!(

@@ -16,20 +16,10 @@ const CHUNK: usize = 64 << 10;
 /// Passes over the data for the printed figure (after one warm-up): 8 × 64 MiB = 512 MiB.
 const PASSES: usize = 8;
 
-struct Rng(u64);
+#[path = "../tests/support/rng.rs"]
+mod rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use rng::XorShift as Rng;
 
 /// Tokens look like real credentials: letters, digits and the few symbols tokens use.
 fn secrets(rng: &mut Rng) -> Vec<Vec<u8>> {

@@ -20,6 +20,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -44,21 +46,9 @@ fn private() -> Detector {
 
 // --- a small deterministic PRNG and value alphabets --------------------------------------
 
-/// xorshift64*: enough randomness for test values, same sequence on every run.
-struct Rng(u64);
+use support::rng::XorShiftStar as Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
     fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + self.below(hi - lo + 1)
     }

@@ -1,0 +1,3 @@
+//! What the integration tests share (the benches include single files with `#[path]`).
+
+pub mod rng;
