@@ -3,15 +3,15 @@
 
 use std::{
     fmt,
-    fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    fs::{self, File},
+    io::{self, Read},
+    os::unix::fs::PermissionsExt,
     path::Path,
 };
 
 use zeroize::Zeroizing;
 
-use super::{VaultError, io_error, sync_folder, temp_path};
+use super::{VaultError, io_error, sync_folder, temp_path, write_new_private};
 
 /// Length of a vault key in bytes (256 bits).
 pub const KEY_LEN: usize = 32;
@@ -105,16 +105,11 @@ impl VaultKey {
         let key = Self::generate()?;
         let temp = temp_path(path)?;
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)
-                .map_err(|e| io_error(&temp, "create key file", e))?;
-            file.write_all(key.bytes())
-                .map_err(|e| io_error(&temp, "write key file", e))?;
-            file.sync_all()
-                .map_err(|e| io_error(&temp, "sync key file", e))?;
+            write_new_private(
+                &temp,
+                key.bytes(),
+                ["create key file", "write key file", "sync key file"],
+            )?;
             fs::hard_link(&temp, path).map_err(|e| io_error(path, "link key file", e))
         })();
         let _ = fs::remove_file(&temp);

@@ -413,16 +413,26 @@ fn write_synced_temp(path: &Path, bytes: &[u8]) -> Result<PendingSave, VaultErro
         target: path.to_owned(),
         committed: false,
     };
+    write_new_private(&temp, bytes, ["create", "write", "sync"])?;
+    Ok(pending)
+}
+
+/// Creates `temp`, which must not exist yet, readable by its owner only (mode 0600), and
+/// writes and syncs `bytes` into it; `ops` name the create, write and sync steps in errors.
+pub(crate) fn write_new_private(
+    temp: &Path,
+    bytes: &[u8],
+    [create, write, sync]: [&'static str; 3],
+) -> Result<(), VaultError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&temp)
-        .map_err(|e| io_error(&temp, "create", e))?;
+        .open(temp)
+        .map_err(|e| io_error(temp, create, e))?;
     file.write_all(bytes)
-        .map_err(|e| io_error(&temp, "write", e))?;
-    file.sync_all().map_err(|e| io_error(&temp, "sync", e))?;
-    Ok(pending)
+        .map_err(|e| io_error(temp, write, e))?;
+    file.sync_all().map_err(|e| io_error(temp, sync, e))
 }
 
 /// `.<name>.tmp.<pid>.<random>` beside `path`: same folder, so the rename stays on one
