@@ -172,12 +172,9 @@ pub fn run(
     bus_address: Option<&str>,
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::runtime::new()?;
-    runtime.block_on(async {
-        let conn = target.connect().await?;
-        let proxy = SchedulerProxy::new(&conn).await?;
-        execute(command, &proxy, &conn).await
+    locate::on_bus(bus_address, layout, async |_, conn| {
+        let proxy = SchedulerProxy::new(conn).await?;
+        execute(command, &proxy, conn).await
     })
 }
 

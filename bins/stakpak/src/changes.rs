@@ -67,26 +67,22 @@ pub fn revert(
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
     let id = change_id.to_string();
-    let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::runtime::new()?;
-    let reply = runtime.block_on(async {
-        let conn = target.connect().await?;
-        let sandbox = SandboxProxy::new(&conn)
+    locate::on_bus(bus_address, layout, async |target, conn| {
+        let sandbox = SandboxProxy::new(conn)
             .await
             .context("cannot reach stakpak-sandboxd")?;
-        anyhow::Ok(sandbox.revert(id).await)
-    })?;
-    match reply {
-        Ok(change) => {
-            println!("reverted {} ({} {})", change.id, change.kind, change.path);
-            Ok(ExitCode::SUCCESS)
+        match sandbox.revert(id).await {
+            Ok(change) => {
+                println!("reverted {} ({} {})", change.id, change.kind, change.path);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(WireError::PermissionDenied(m)) => {
+                eprintln!("stakpak: refused: {m}");
+                Ok(ExitCode::from(EXIT_DENY))
+            }
+            Err(e) => Err(readable(e, &target.describe())),
         }
-        Err(WireError::PermissionDenied(m)) => {
-            eprintln!("stakpak: refused: {m}");
-            Ok(ExitCode::from(EXIT_DENY))
-        }
-        Err(e) => Err(readable(e, &target.describe())),
-    }
+    })
 }
 
 fn render_table(rows: &[Row]) -> String {
@@ -125,10 +121,8 @@ where
     F: FnOnce(SandboxProxy<'static>) -> Fut,
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
-    let target = locate::locate(bus_address, layout)?;
-    crate::runtime::new()?.block_on(async {
-        let conn = target.connect().await?;
-        let sandbox = SandboxProxy::new(&conn)
+    locate::on_bus(bus_address, layout, async |target, conn| {
+        let sandbox = SandboxProxy::new(conn)
             .await
             .context("cannot reach stakpak-sandboxd")?;
         f(sandbox)

@@ -57,6 +57,21 @@ impl Target {
     }
 }
 
+/// Finds the suite and runs `f` on a connection to its bus, on a fresh runtime: how a
+/// command that makes D-Bus calls starts. `f` gets the target too, to say which suite
+/// did not answer.
+pub fn on_bus<T>(
+    bus_address: Option<&str>,
+    layout: &Layout,
+    f: impl AsyncFnOnce(&Target, &Connection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let target = locate(bus_address, layout)?;
+    crate::runtime::new()?.block_on(async {
+        let conn = target.connect().await?;
+        f(&target, &conn).await
+    })
+}
+
 /// The unit folders where an installed suite's `stakpak.target` lives.
 const UNIT_DIRS: [&str; 3] = [
     "/etc/systemd/system",

@@ -99,11 +99,8 @@ pub fn run(
     bus_address: Option<&str>,
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let rt = crate::runtime::new()?;
-    rt.block_on(async {
-        let conn = target.connect().await?;
-        let agent = AgentProxy::new(&conn).await?;
+    locate::on_bus(bus_address, layout, async |_, conn| {
+        let agent = AgentProxy::new(conn).await?;
         let workdir = match &args.workdir {
             Some(w) => w.clone(),
             None => std::env::current_dir().context("cannot read the current directory")?,
@@ -159,7 +156,7 @@ pub fn run(
 
         // Listen before starting, so nothing streamed is missed.
         let path = session_path(&id);
-        let session_proxy = AgentProxy::builder(&conn).path(path).build().await?;
+        let session_proxy = AgentProxy::builder(conn).path(path).build().await?;
         let mut deltas = session_proxy.receive_text_delta().await?;
         let mut calls = session_proxy.receive_tool_call().await?;
 
@@ -370,11 +367,8 @@ fn detail_json(d: &SessionDetail) -> serde_json::Value {
 
 /// `stakpak sessions list [--json]`.
 pub fn list(json: bool, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let rt = crate::runtime::new()?;
-    let sessions = rt.block_on(async {
-        let conn = target.connect().await?;
-        let agent = AgentProxy::new(&conn).await?;
+    let sessions = locate::on_bus(bus_address, layout, async |_, conn| {
+        let agent = AgentProxy::new(conn).await?;
         agent.list_sessions().await.map_err(anyhow::Error::from)
     })?;
     if json {
@@ -417,11 +411,8 @@ fn render_sessions(sessions: &[SessionInfo]) -> String {
 
 /// `stakpak sessions cancel ID`.
 pub fn cancel(id: &str, bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let rt = crate::runtime::new()?;
-    let info = rt.block_on(async {
-        let conn = target.connect().await?;
-        let agent = AgentProxy::new(&conn).await?;
+    let info = locate::on_bus(bus_address, layout, async |_, conn| {
+        let agent = AgentProxy::new(conn).await?;
         agent
             .cancel(id.to_string())
             .await
@@ -438,11 +429,8 @@ pub fn show(
     bus_address: Option<&str>,
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let rt = crate::runtime::new()?;
-    let detail = rt.block_on(async {
-        let conn = target.connect().await?;
-        let agent = AgentProxy::new(&conn).await?;
+    let detail = locate::on_bus(bus_address, layout, async |_, conn| {
+        let agent = AgentProxy::new(conn).await?;
         agent
             .show_session(id.to_string())
             .await

@@ -140,11 +140,8 @@ where
     F: FnOnce(SecretsProxy<'static>) -> Fut,
     Fut: std::future::Future<Output = Result<T, WireError>>,
 {
-    let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::runtime::new()?;
-    runtime.block_on(async {
-        let conn = target.connect().await?;
-        let secrets = SecretsProxy::new(&conn)
+    locate::on_bus(bus_address, layout, async |target, conn| {
+        let secrets = SecretsProxy::new(conn)
             .await
             .context("cannot reach stakpak-secretd")?;
         f(secrets).await.map_err(|e| match e {

@@ -60,11 +60,8 @@ fn logs(
     bus_address: Option<&str>,
     layout: &Layout,
 ) -> anyhow::Result<ExitCode> {
-    let target = locate::locate(bus_address, layout)?;
-    let runtime = crate::runtime::new()?;
-    let entries = runtime.block_on(async {
-        let conn = target.connect().await?;
-        let warden = WardenProxy::new(&conn)
+    let entries = locate::on_bus(bus_address, layout, async |_, conn| {
+        let warden = WardenProxy::new(conn)
             .await
             .context("cannot reach stakpak-warden")?;
         warden
