@@ -9,7 +9,6 @@
 use std::{
     io::{BufRead, BufReader},
     os::unix::fs::PermissionsExt,
-    path::PathBuf,
     process::{Child, Stdio},
     sync::mpsc,
     time::Duration,
@@ -111,13 +110,6 @@ fn state_of(suite: &EmbeddedSuite, id: &str) -> String {
         .find(|s| s["id"] == id)
         .map(|s| s["state"].as_str().unwrap().to_string())
         .unwrap_or_default()
-}
-
-fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session)
 }
 
 fn a_session_that_edits_is_denied_recovers_and_is_approved(format: Format) {
@@ -239,7 +231,7 @@ fn a_session_that_edits_is_denied_recovers_and_is_approved(format: Format) {
     );
     assert_eq!(calls[3]["rule"], "fs.rm-root");
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, &id).join("app.conf")).unwrap(),
+        std::fs::read_to_string(suite.workspace(&id).join("app.conf")).unwrap(),
         "port=8080\nname=web\n"
     );
     let text = suite.stakpak(&["sessions", "show", &id]);
@@ -249,7 +241,7 @@ fn a_session_that_edits_is_denied_recovers_and_is_approved(format: Format) {
 
     // The command got the vault value...
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, &id).join("token.txt")).unwrap(),
+        std::fs::read_to_string(suite.workspace(&id).join("token.txt")).unwrap(),
         canary_vault
     );
     // ...and no canary reached the model, the session database or a log.
@@ -307,13 +299,13 @@ fn pause_on_approval_exits_10_and_approve_all_resumes() {
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(10));
     assert_eq!(state_of(&suite, &id), "paused");
-    assert!(!workspace(&suite, &id).join("one.txt").exists());
+    assert!(!suite.workspace(&id).join("one.txt").exists());
 
     let resumed = suite.stakpak(&["-s", &id, "--approve-all"]);
     assert_eq!(resumed.code, Some(0), "{resumed:?}");
     assert_eq!(state_of(&suite, &id), "finished");
-    assert!(workspace(&suite, &id).join("one.txt").exists());
-    assert!(workspace(&suite, &id).join("two.txt").exists());
+    assert!(suite.workspace(&id).join("one.txt").exists());
+    assert!(suite.workspace(&id).join("two.txt").exists());
 }
 
 #[test]
@@ -469,5 +461,5 @@ fn a_session_waiting_for_approval_can_be_cancelled() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stdout.trim(), format!("session {id} cancelled"));
     assert_eq!(run.wait().unwrap().code(), Some(1));
-    assert!(!workspace(&suite, &id).join("never.txt").exists());
+    assert!(!suite.workspace(&id).join("never.txt").exists());
 }

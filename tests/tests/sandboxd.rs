@@ -34,13 +34,6 @@ fn exec(suite: &EmbeddedSuite, session: &str, command: &str) -> Result<ExecReply
     })
 }
 
-fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session)
-}
-
 fn random_alnum(n: usize) -> String {
     random_string(
         b"abcdefghijkmnopqrstuvwyzABCDEFGHJKLMNPQRSTUVWYZ23456789",
@@ -58,7 +51,7 @@ fn echo_runs_through_the_whole_path() {
     assert_eq!(reply.stdout, "hello\n");
     assert_eq!(reply.stderr, "");
     assert_eq!(reply.decision.as_str(), "allow");
-    assert!(workspace(&suite, "s1").is_dir());
+    assert!(suite.workspace("s1").is_dir());
 
     // The CLI takes the same path and exits with the command's status.
     let out = suite.stakpak(&["sandbox", "exec", "--", "echo", "hello"]);
@@ -91,7 +84,7 @@ fn echo_runs_through_the_whole_path() {
 fn warden_deny_is_refused_even_straight_over_dbus() {
     let suite = EmbeddedSuite::builder().start();
     assert_eq!(exec(&suite, "s2", "true").unwrap().code, 0);
-    let marker = workspace(&suite, "s2").join("ran");
+    let marker = suite.workspace("s2").join("ran");
 
     let command = format!("rm -rf / ; touch {}", marker.display());
     let reply = exec(&suite, "s2", &command).unwrap();
@@ -124,7 +117,7 @@ fn nothing_runs_while_stopped(daemon: &str, timeout_key: &str, session: &str, ru
         .config_file("sandboxd.toml", &format!("[exec]\n{timeout_key} = 2000\n"))
         .start();
     assert_eq!(exec(&suite, session, "true").unwrap().code, 0);
-    let marker = workspace(&suite, session).join("ran");
+    let marker = suite.workspace(session).join("ran");
     let pid = suite.pid_of(daemon).expect("daemon pid");
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
 
@@ -180,7 +173,7 @@ fn a_secret_reaches_the_command_but_not_its_output_or_the_logs() {
     .unwrap();
     assert_eq!(reply.status.as_str(), "exited", "{reply:?}");
     assert_eq!(reply.code, 0, "{reply:?}");
-    let written = std::fs::read_to_string(workspace(&suite, "s4").join("out.txt")).unwrap();
+    let written = std::fs::read_to_string(suite.workspace("s4").join("out.txt")).unwrap();
     assert_eq!(written, canary);
     assert!(!reply.stdout.contains(&canary), "{reply:?}");
     assert!(reply.stdout.contains("{{secret:CANARY}}"), "{reply:?}");
@@ -345,16 +338,9 @@ fn a_fork_bomb_is_contained_and_sandboxd_stays_healthy() {
     assert!(start.elapsed() < Duration::from_secs(20));
 
     // sandboxd answers and runs the next command; nothing of the bomb is left.
-    let status = suite.status();
-    let sandboxd = status["daemons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["daemon"] == "stakpak-sandboxd")
-        .unwrap()
-        .clone();
-    assert_eq!(sandboxd["state"], "running", "{status}");
-    assert_eq!(sandboxd["restarts"], 0, "{status}");
+    let sandboxd = suite.daemon_status("stakpak-sandboxd").unwrap();
+    assert_eq!(sandboxd["state"], "running", "{sandboxd}");
+    assert_eq!(sandboxd["restarts"], 0, "{sandboxd}");
     assert_eq!(
         exec(&suite, "bomb", "echo alive").unwrap().stdout,
         "alive\n"

@@ -10,10 +10,10 @@
 // Test files: a panic is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
-use stakpak_proto::{Error, ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo};
-use stakpak_testkit::{EmbeddedSuite, processes_named, random_string, wait_until};
+use stakpak_proto::{Error, ExecRequest};
+use stakpak_testkit::{EmbeddedSuite, SandboxClient, processes_named, random_string, wait_until};
 
 fn image() -> String {
     std::env::var("STAKPAK_TEST_IMAGE").unwrap_or_else(|_| "stakpak-sandbox-test:latest".into())
@@ -81,36 +81,6 @@ impl Drop for Prefix {
     }
 }
 
-/// A client of the suite's sandboxd, as any bus peer could be.
-struct Client(stakpak_testkit::SandboxClient);
-
-impl Client {
-    fn new(suite: &EmbeddedSuite) -> Self {
-        Client(stakpak_testkit::SandboxClient::new(suite))
-    }
-
-    fn call<T>(
-        &self,
-        f: impl AsyncFnOnce(&SandboxProxy<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.0.call(f)
-    }
-
-    fn exec(&self, session: &str, command: &str) -> Result<ExecReply, Error> {
-        self.call(async |p| p.exec(request(session, command)).await)
-    }
-
-    fn start(&self, session: &str, command: &str) -> TaskInfo {
-        self.call(async |p| p.start_task(request(session, command)).await)
-            .unwrap()
-    }
-
-    fn details(&self, id: &str) -> TaskDetails {
-        let id = id.to_string();
-        self.call(async |p| p.task_details(id, 0).await).unwrap()
-    }
-}
-
 /// A request for the Docker backend.
 fn request(session: &str, command: &str) -> ExecRequest {
     ExecRequest {
@@ -122,20 +92,13 @@ fn request(session: &str, command: &str) -> ExecRequest {
     }
 }
 
-fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session)
-}
-
 #[test]
 fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
     let prefix = Prefix::new("path");
     let suite = EmbeddedSuite::builder()
         .config_file("sandboxd.toml", &prefix.config(""))
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
     let canary = format!(
         "cnry{}",
         random_string(
@@ -146,18 +109,11 @@ fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
     suite.set_secret("CANARY", &canary);
 
     // sandboxd connects to the engine's socket from inside its Landlock domain.
-    let status = suite.status();
-    let sandboxd = status["daemons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["daemon"] == "stakpak-sandboxd")
-        .unwrap()
-        .clone();
+    let sandboxd = suite.daemon_status("stakpak-sandboxd").unwrap();
     assert_eq!(sandboxd["landlock"], "enforced", "{sandboxd}");
 
     let command = r#"printf %s "{{secret:CANARY}}" > got.txt; echo "token {{secret:CANARY}}"; hostname; pwd; echo "$HOME"; echo err >&2; exit 3"#;
-    let reply = client.exec("s1", command).unwrap();
+    let reply = client.exec(request("s1", command)).unwrap();
     assert_eq!(
         (
             reply.status.as_str(),
@@ -177,7 +133,7 @@ fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
     );
     // The container got the value, in the session's workspace on the host.
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, "s1").join("got.txt")).unwrap(),
+        std::fs::read_to_string(suite.workspace("s1").join("got.txt")).unwrap(),
         canary
     );
     assert_eq!(containers(&prefix.0), std::slice::from_ref(&prefix.0));
@@ -185,10 +141,10 @@ fn a_command_runs_in_a_container_with_its_secret_and_a_redacted_reply() {
     // The container trusts the warden's egress CA: the bundle's folder (system roots, then
     // the warden's CA) is mounted read-only and the usual variables name it.
     let reply = client
-        .exec(
+        .exec(request(
             "s1",
             "echo $SSL_CERT_FILE $NODE_EXTRA_CA_CERTS; grep -c 'stakpak warden egress CA' $REQUESTS_CA_BUNDLE; touch /etc/stakpak/egress/x 2>/dev/null || echo read-only",
-        )
+        ))
         .unwrap();
     assert_eq!(
         reply.stdout,
@@ -227,17 +183,17 @@ fn the_warden_refuses_before_the_engine_is_asked_and_a_missing_socket_is_named()
             &prefix.config(&format!("socket = \"{socket}\"\n")),
         )
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
 
     // Denied by the warden: an answer, although no engine could have run it.
-    let denied = client.exec("s1", "rm -rf /").unwrap();
+    let denied = client.exec(request("s1", "rm -rf /")).unwrap();
     assert_eq!(
         (denied.status.as_str(), denied.rule.as_str()),
         ("denied", "fs.rm-root"),
         "{denied:?}"
     );
     // Allowed: the engine is needed, and the error names its socket.
-    let err = client.exec("s1", "echo hi").unwrap_err();
+    let err = client.exec(request("s1", "echo hi")).unwrap_err();
     assert!(
         matches!(&err, Error::Unavailable(m) if m.contains(socket)),
         "{err:?}"
@@ -269,7 +225,7 @@ fn a_missing_image_is_named() {
             ),
         )
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
     // The request names no backend: `exec.backend` makes it docker.
     let err = client
         .call(async |p| {
@@ -295,16 +251,16 @@ fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
     let suite = EmbeddedSuite::builder()
         .config_file("sandboxd.toml", &prefix.config(""))
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
     let nap = format!(
         "9{}.{}",
         random_string(b"123456789", 5),
         random_string(b"123456789", 6)
     );
-    let info = client.start(
+    let info = client.start_task(request(
         "t1",
         &format!("echo started; (sleep {nap} &); sleep {nap}; echo never"),
-    );
+    ));
     assert_eq!(info.state.as_str(), "running", "{info:?}");
 
     // The container's processes are the host's to see.
@@ -313,7 +269,7 @@ fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
     });
     assert!(found.is_some(), "the task's processes did not start");
     let details = wait_until(Duration::from_secs(10), || {
-        let d = client.details(&info.id);
+        let d = client.task_details(&info.id);
         d.tail.contains("started").then_some(d)
     })
     .expect("the tail never showed the output");
@@ -330,10 +286,13 @@ fn a_background_task_in_a_container_is_cancelled_with_its_processes() {
         "processes survived the cancel: {:?}",
         processes_named(&nap)
     );
-    assert_eq!(client.details(&info.id).tail, "started\n");
+    assert_eq!(client.task_details(&info.id).tail, "started\n");
     // The container stays for the next command.
     assert_eq!(containers(&prefix.0), std::slice::from_ref(&prefix.0));
-    assert_eq!(client.exec("t1", "echo after").unwrap().stdout, "after\n");
+    assert_eq!(
+        client.exec(request("t1", "echo after")).unwrap().stdout,
+        "after\n"
+    );
 }
 
 #[test]
@@ -342,19 +301,19 @@ fn per_session_mode_gives_each_session_its_own_container() {
     let suite = EmbeddedSuite::builder()
         .config_file("sandboxd.toml", &prefix.config("mode = \"per-session\"\n"))
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
 
     for session in ["a", "b"] {
         let reply = client
-            .exec(
+            .exec(request(
                 session,
                 &format!("echo {session} > mine; ls /workspace; pwd"),
-            )
+            ))
             .unwrap();
         // Each sees only its own workspace.
         assert_eq!(reply.stdout, "mine\n/workspace\n", "{reply:?}");
         assert_eq!(
-            std::fs::read_to_string(workspace(&suite, session).join("mine")).unwrap(),
+            std::fs::read_to_string(suite.workspace(session).join("mine")).unwrap(),
             format!("{session}\n")
         );
     }
@@ -363,7 +322,9 @@ fn per_session_mode_gives_each_session_its_own_container() {
         [format!("{}-a", prefix.0), format!("{}-b", prefix.0)]
     );
     // The persistent name is not used, and sessions do not share a /tmp.
-    let a = client.exec("a", "echo x > /tmp/a; ls /tmp").unwrap();
-    let b = client.exec("b", "ls /tmp").unwrap();
+    let a = client
+        .exec(request("a", "echo x > /tmp/a; ls /tmp"))
+        .unwrap();
+    let b = client.exec(request("b", "ls /tmp")).unwrap();
     assert_eq!((a.stdout.as_str(), b.stdout.as_str()), ("a\n", ""));
 }

@@ -72,10 +72,7 @@ impl Client {
 }
 
 fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    let ws = suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session);
+    let ws = suite.workspace(session);
     std::fs::create_dir_all(&ws).unwrap();
     ws
 }

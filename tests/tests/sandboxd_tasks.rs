@@ -6,52 +6,15 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
 use stakpak_audit::AuditLog;
-use stakpak_proto::{ExecReply, ExecRequest, SandboxProxy, TaskDetails, TaskInfo};
-use stakpak_testkit::{EmbeddedSuite, files_below, processes_named, random_string, wait_until};
-
-/// A client of the suite's sandboxd, as any bus peer could be.
-struct Client(stakpak_testkit::SandboxClient);
-
-impl Client {
-    fn new(suite: &EmbeddedSuite) -> Self {
-        Client(stakpak_testkit::SandboxClient::new(suite))
-    }
-
-    fn call<T>(
-        &self,
-        f: impl AsyncFnOnce(&SandboxProxy<'_>) -> Result<T, stakpak_proto::Error>,
-    ) -> Result<T, stakpak_proto::Error> {
-        self.0.call(f)
-    }
-
-    fn exec(&self, session: &str, command: &str) -> ExecReply {
-        self.call(async |p| p.exec(request(session, command)).await)
-            .unwrap()
-    }
-
-    fn start(&self, session: &str, command: &str) -> TaskInfo {
-        self.call(async |p| p.start_task(request(session, command)).await)
-            .unwrap()
-    }
-
-    fn details(&self, id: &str) -> TaskDetails {
-        let id = id.to_string();
-        self.call(async |p| p.task_details(id, 0).await).unwrap()
-    }
-
-    fn wait(&self, id: &str, ms: u64) -> TaskInfo {
-        let ids = vec![id.to_string()];
-        self.call(async |p| p.wait_tasks(ids, ms).await)
-            .unwrap()
-            .remove(0)
-    }
-}
+use stakpak_proto::ExecRequest;
+use stakpak_testkit::{
+    EmbeddedSuite, SandboxClient, files_below, processes_named, random_string, wait_until,
+};
 
 fn request(session: &str, command: &str) -> ExecRequest {
     ExecRequest {
@@ -60,13 +23,6 @@ fn request(session: &str, command: &str) -> ExecRequest {
         network: "none".parse().unwrap(),
         ..ExecRequest::default()
     }
-}
-
-fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session)
 }
 
 /// A `sleep` argument nobody else on the machine uses, to find exactly our processes.
@@ -81,13 +37,13 @@ fn marker_sleep() -> String {
 #[test]
 fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendant() {
     let suite = EmbeddedSuite::builder().start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
     let nap = marker_sleep();
     // A grandchild in its own session, one in the background, and the foreground sleep.
     let command = format!(
         "echo started; setsid sleep {nap} & (sleep {nap} &); echo running; sleep {nap}; echo never"
     );
-    let info = client.start("t1", &command);
+    let info = client.start_task(request("t1", &command));
     assert_eq!(info.state.as_str(), "running", "{info:?}");
     assert_eq!(info.decision.as_str(), "allow");
     assert!(info.id.starts_with("x-"), "{info:?}");
@@ -98,7 +54,7 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
     });
     assert!(found.is_some(), "the task's processes did not start");
     let details = wait_until(Duration::from_secs(10), || {
-        let d = client.details(&info.id);
+        let d = client.task_details(&info.id);
         d.tail.contains("running").then_some(d)
     })
     .expect("the tail never showed the output");
@@ -109,13 +65,13 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
         format!(".stakpak/tasks/{}.log", info.id)
     );
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, "t1").join(&details.output_path)).unwrap(),
+        std::fs::read_to_string(suite.workspace("t1").join(&details.output_path)).unwrap(),
         "started\nrunning\n"
     );
 
     // Waiting with a short timeout is an answer, not an error.
     let start = Instant::now();
-    assert_eq!(client.wait(&info.id, 300).state.as_str(), "running");
+    assert_eq!(client.wait_task(&info.id, 300).state.as_str(), "running");
     assert!(start.elapsed() >= Duration::from_millis(250));
 
     // Listed, by session and in all.
@@ -144,7 +100,7 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
         "descendants survived the cancel: {:?}",
         processes_named(&nap)
     );
-    assert!(!client.details(&info.id).tail.contains("never"));
+    assert!(!client.task_details(&info.id).tail.contains("never"));
 
     // Unknown ids are errors naming the id.
     let err = client
@@ -156,20 +112,20 @@ fn a_background_task_runs_reports_its_tail_and_is_cancelled_with_every_descendan
 #[test]
 fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
     let suite = EmbeddedSuite::builder().start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
 
-    let quick = client.start("t2", "sleep 0.2; echo done; exit 3");
-    let ended = client.wait(&quick.id, 10_000);
+    let quick = client.start_task(request("t2", "sleep 0.2; echo done; exit 3"));
+    let ended = client.wait_task(&quick.id, 10_000);
     assert_eq!(ended.state.as_str(), "exited", "{ended:?}");
     assert_eq!(ended.code, 3);
-    assert_eq!(client.details(&quick.id).tail, "done\n");
+    assert_eq!(client.task_details(&quick.id).tail, "done\n");
 
     // A task past its timeout is killed with its grandchild.
     let nap = marker_sleep();
     let mut req = request("t2", &format!("setsid sleep {nap} & sleep {nap}"));
     req.timeout_ms = 500;
     let slow = client.call(async |p| p.start_task(req).await).unwrap();
-    let ended = client.wait(&slow.id, 10_000);
+    let ended = client.wait_task(&slow.id, 10_000);
     assert_eq!(ended.state.as_str(), "timed-out", "{ended:?}");
     let gone = wait_until(Duration::from_secs(5), || {
         processes_named(&nap).is_empty().then_some(())
@@ -177,7 +133,7 @@ fn tasks_end_on_their_own_time_out_with_their_descendants_and_can_be_denied() {
     assert!(gone.is_some(), "a grandchild outlived the timeout");
 
     // The warden's deny holds for tasks too.
-    let denied = client.start("t2", "rm -rf /");
+    let denied = client.start_task(request("t2", "rm -rf /"));
     assert_eq!(denied.state.as_str(), "denied", "{denied:?}");
     assert_eq!(denied.rule, "fs.rm-root");
     assert!(denied.ended_ms > 0);
@@ -188,20 +144,22 @@ fn output_past_the_cap_is_kept_whole_in_an_artifact() {
     let suite = EmbeddedSuite::builder()
         .config_file("sandboxd.toml", "[exec]\noutput_cap = 1000\n")
         .start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
 
-    let small = client.exec("t3", "echo small");
+    let small = client.exec(request("t3", "echo small")).unwrap();
     assert!(!small.truncated);
     assert_eq!(small.artifact, "");
 
-    let big = client.exec("t3", "seq 1 2000; echo tail >&2");
+    let big = client
+        .exec(request("t3", "seq 1 2000; echo tail >&2"))
+        .unwrap();
     assert_eq!(big.status.as_str(), "exited", "{big:?}");
     assert!(big.truncated);
     assert_eq!(big.stdout.len(), 1000);
     assert!(big.stdout.starts_with("1\n2\n3\n"));
     assert_eq!(big.stderr, "tail\n");
     assert_eq!(big.artifact, format!(".stakpak/output/{}.log", big.exec_id));
-    let whole = std::fs::read_to_string(workspace(&suite, "t3").join(&big.artifact)).unwrap();
+    let whole = std::fs::read_to_string(suite.workspace("t3").join(&big.artifact)).unwrap();
     let mut expected: String = (1..=2000).map(|n| format!("{n}\n")).collect();
     expected.push_str("tail\n");
     assert_eq!(whole, expected);
@@ -237,7 +195,7 @@ fn the_cli_streams_output_as_it_comes() {
 #[test]
 fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     let suite = EmbeddedSuite::builder().start();
-    let client = Client::new(&suite);
+    let client = SandboxClient::new(&suite);
     let canary = format!(
         "cnry{}",
         random_string(
@@ -248,20 +206,22 @@ fn secrets_reach_the_task_but_not_its_record_output_logs_or_audit_trail() {
     suite.set_secret("CANARY", &canary);
 
     let command = r#"printf %s "{{secret:CANARY}}" > task.txt; echo "token {{secret:CANARY}}""#;
-    let task = client.start("t4", command);
-    let ended = client.wait(&task.id, 10_000);
+    let task = client.start_task(request("t4", command));
+    let ended = client.wait_task(&task.id, 10_000);
     assert_eq!(ended.state.as_str(), "exited", "{ended:?}");
     assert_eq!(ended.code, 0, "{ended:?}");
     // The command got the value ...
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, "t4").join("task.txt")).unwrap(),
+        std::fs::read_to_string(suite.workspace("t4").join("task.txt")).unwrap(),
         canary
     );
     // ... its record and output show the placeholder.
     assert_eq!(ended.command, command);
-    let details = client.details(&task.id);
+    let details = client.task_details(&task.id);
     assert_eq!(details.tail, "token {{secret:CANARY}}\n");
-    let exec = client.exec("t4", r#"echo "{{secret:CANARY}}""#);
+    let exec = client
+        .exec(request("t4", r#"echo "{{secret:CANARY}}""#))
+        .unwrap();
     assert_eq!(exec.stdout, "{{secret:CANARY}}\n");
 
     // The audit trail has both executions with the command as sent, and a sound chain.

@@ -227,13 +227,6 @@ fn calls(suite: &EmbeddedSuite, id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn workspace(suite: &EmbeddedSuite, session: &str) -> PathBuf {
-    suite
-        .state_dir
-        .join("state/sandboxd/workspaces")
-        .join(session)
-}
-
 /// Ctrl+C twice: the console exits 0 and leaves the terminal to the shell.
 fn quit(tmux: &Tmux) {
     tmux.keys(&["C-c", "C-c"]);
@@ -305,7 +298,7 @@ fn a_prompt_streams_an_answer_and_two_of_three_calls_are_approved() {
         ]
         .map(|(a, s)| (a.to_string(), s.to_string()))
     );
-    let ws = workspace(&suite, &id);
+    let ws = suite.workspace(&id);
     assert_eq!(
         std::fs::read_to_string(ws.join("one.txt")).unwrap(),
         "first\n"
@@ -425,7 +418,7 @@ fn attaching_to_a_session_started_by_stakpak_run_shows_its_history_and_live_even
         "{out:?}"
     );
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, &id).join("a.txt")).unwrap(),
+        std::fs::read_to_string(suite.workspace(&id).join("a.txt")).unwrap(),
         "attached\n"
     );
 
@@ -550,7 +543,7 @@ fn a_session_started_by_a_schedule_is_attached_to_and_approved_from_the_console(
     tmux.keys(&["Enter"]);
     tmux.wait_for(&["Nightly check done.", "✓ finished"]);
     assert_eq!(
-        std::fs::read_to_string(workspace(&suite, &id).join("s.txt")).unwrap(),
+        std::fs::read_to_string(suite.workspace(&id).join("s.txt")).unwrap(),
         "scheduled\n"
     );
     quit(&tmux);

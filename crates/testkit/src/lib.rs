@@ -69,4 +69,30 @@ impl SandboxClient {
             f(&proxy).await
         })
     }
+
+    pub fn exec(
+        &self,
+        request: stakpak_proto::ExecRequest,
+    ) -> Result<stakpak_proto::ExecReply, stakpak_proto::Error> {
+        self.call(async |p| p.exec(request).await)
+    }
+
+    /// Starts a background task, which must be accepted.
+    pub fn start_task(&self, request: stakpak_proto::ExecRequest) -> stakpak_proto::TaskInfo {
+        self.call(async |p| p.start_task(request).await).unwrap()
+    }
+
+    /// A task's details from the start of its output.
+    pub fn task_details(&self, id: &str) -> stakpak_proto::TaskDetails {
+        let id = id.to_string();
+        self.call(async |p| p.task_details(id, 0).await).unwrap()
+    }
+
+    /// Waits up to `ms` for one task to end; its state then.
+    pub fn wait_task(&self, id: &str, ms: u64) -> stakpak_proto::TaskInfo {
+        let ids = vec![id.to_string()];
+        self.call(async |p| p.wait_tasks(ids, ms).await)
+            .unwrap()
+            .remove(0)
+    }
 }

@@ -169,15 +169,28 @@ impl EmbeddedSuite {
         processes_named(self.state_dir.to_str().unwrap())
     }
 
-    /// Pid of a daemon as `stakpak status` reports it.
-    pub fn pid_of(&self, binary: &str) -> Option<u32> {
+    /// A daemon's row of `stakpak status --json`.
+    pub fn daemon_status(&self, binary: &str) -> Option<serde_json::Value> {
         let status = self.status();
         status["daemons"]
             .as_array()?
             .iter()
-            .find(|d| d["daemon"] == binary)?["pid"]
+            .find(|d| d["daemon"] == binary)
+            .cloned()
+    }
+
+    /// Pid of a daemon as `stakpak status` reports it.
+    pub fn pid_of(&self, binary: &str) -> Option<u32> {
+        self.daemon_status(binary)?["pid"]
             .as_u64()
             .map(|p| p as u32)
+    }
+
+    /// The workspace sandboxd keeps for `session`.
+    pub fn workspace(&self, session: &str) -> PathBuf {
+        self.state_dir
+            .join("state/sandboxd/workspaces")
+            .join(session)
     }
 
     pub fn down(&self) -> Output {
