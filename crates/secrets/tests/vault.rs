@@ -220,6 +220,12 @@ fn kind(err: &VaultError) -> Kind {
     }
 }
 
+/// The error of opening the vault at `path` once `bytes` replaced the file.
+fn open_written(path: &Path, bytes: &[u8]) -> VaultError {
+    fs::write(path, bytes).unwrap();
+    Vault::open(path, key()).unwrap_err()
+}
+
 #[test]
 fn a_changed_byte_anywhere_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -251,8 +257,7 @@ fn a_changed_byte_anywhere_is_a_typed_error() {
     for (what, offset, expected) in cases {
         let mut bytes = good.clone();
         bytes[offset] ^= 0x01;
-        fs::write(&path, &bytes).unwrap();
-        let err = Vault::open(&path, key()).unwrap_err();
+        let err = open_written(&path, &bytes);
         assert_eq!(kind(&err), expected, "{what} at {offset}");
     }
 
@@ -283,16 +288,14 @@ fn a_changed_byte_anywhere_is_a_typed_error() {
         }
         let crc = crc32(&bytes[..64]);
         bytes[64..68].copy_from_slice(&crc.to_le_bytes());
-        fs::write(&path, &bytes).unwrap();
-        let err = Vault::open(&path, key()).unwrap_err();
+        let err = open_written(&path, &bytes);
         assert_eq!(kind(&err), expected, "{what} with a fixed crc");
     }
 
     let mut longer = good.clone();
     longer.push(0);
-    fs::write(&path, &longer).unwrap();
     assert_eq!(
-        kind(&Vault::open(&path, key()).unwrap_err()),
+        kind(&open_written(&path, &longer)),
         Kind::Tampered,
         "appended byte"
     );
@@ -308,8 +311,7 @@ fn a_truncated_file_is_truncated() {
     let good = fs::read(&path).unwrap();
     let len = good.len();
     for cut in [0, 3, 8, 9, 10, 40, 67, 68, 69, len - 17, len - 16, len - 1] {
-        fs::write(&path, &good[..cut]).unwrap();
-        let err = Vault::open(&path, key()).unwrap_err();
+        let err = open_written(&path, &good[..cut]);
         assert_eq!(kind(&err), Kind::Truncated, "cut to {cut} of {len}");
         assert_eq!(
             err.to_string(),
@@ -324,8 +326,7 @@ fn an_unknown_version_and_other_files() {
     let (path, _) = new_vault(dir.path());
     let mut bytes = fs::read(&path).unwrap();
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
-    fs::write(&path, &bytes).unwrap();
-    let err = Vault::open(&path, key()).unwrap_err();
+    let err = open_written(&path, &bytes);
     assert_eq!(
         err.to_string(),
         format!(
@@ -338,8 +339,7 @@ fn an_unknown_version_and_other_files() {
         b"STAKSES1 a session map, not a vault",
         b"\x00",
     ] {
-        fs::write(&path, other).unwrap();
-        let err = Vault::open(&path, key()).unwrap_err();
+        let err = open_written(&path, other);
         assert_eq!(
             err.to_string(),
             format!("{} is not a stakpak vault", path.display())
