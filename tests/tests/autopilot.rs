@@ -175,59 +175,73 @@ fn checks_decide_whether_the_agent_wakes_and_history_survives_kill_9() {
 fn bad_input_is_refused_with_the_reason() {
     let double = LlmDouble::start(vec![]);
     let suite = suite(&double);
-    let add = |args: &[&str]| {
-        let mut all = vec!["autopilot", "schedule", "add"];
-        all.extend_from_slice(args);
-        let out = suite.stakpak(&all);
-        (out.code == Some(0), out.stderr.clone())
-    };
-    let (ok, err) = add(&["x", "--cron", "61 * * * *", "--prompt", "p"]);
-    assert!(!ok && err.contains("invalid cron `61 * * * *`"), "{err}");
-    let (ok, err) = add(&[
-        "x",
-        "--cron",
-        "@daily",
-        "--prompt",
-        "p",
-        "--trigger-on",
-        "often",
-    ]);
-    assert!(
-        !ok && err.contains("trigger_on `often` is not one of"),
-        "{err}"
+    // In order: each add sees the schedules the ones before it made (`wake` is there from
+    // the start). `Ok` is accepted; `Err` is refused with a reason that says so.
+    /// Name, cron, further arguments, and whether it is accepted or why it is refused.
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        Result<(), &'static str>,
     );
-    let (ok, err) = add(&[
-        "x",
-        "--cron",
-        "@daily",
-        "--prompt",
-        "p",
-        "--timezone",
-        "Mars/Base",
-    ]);
-    assert!(
-        !ok && err.contains("unknown time zone `Mars/Base`"),
-        "{err}"
-    );
-    let (ok, err) = add(&["wake", "--cron", "@daily", "--prompt", "p"]);
-    assert!(
-        !ok && err.contains("a schedule named `wake` already exists"),
-        "{err}"
-    );
-    let (ok, err) = add(&["x", "--cron", "@every 0s", "--prompt", "p"]);
-    assert!(
-        !ok && err.contains("invalid `@every 0s`: the interval must be from 1s to 366d"),
-        "{err}"
-    );
-    let (ok, err) = add(&["every", "--cron", "@every 90m", "--prompt", "p"]);
-    assert!(ok, "{err}");
-    let (ok, _) = add(&["x", "--cron", "@daily", "--prompt", "p"]);
-    assert!(ok);
-    let (ok, err) = add(&["x", "--cron", "@daily", "--prompt", "p"]);
-    assert!(
-        !ok && err.contains("a schedule named `x` already exists"),
-        "{err}"
-    );
+    let cases: [Case; 8] = [
+        ("x", "61 * * * *", &[], Err("invalid cron `61 * * * *`")),
+        (
+            "x",
+            "@daily",
+            &["--trigger-on", "often"],
+            Err("trigger_on `often` is not one of"),
+        ),
+        (
+            "x",
+            "@daily",
+            &["--timezone", "Mars/Base"],
+            Err("unknown time zone `Mars/Base`"),
+        ),
+        (
+            "wake",
+            "@daily",
+            &[],
+            Err("a schedule named `wake` already exists"),
+        ),
+        (
+            "x",
+            "@every 0s",
+            &[],
+            Err("invalid `@every 0s`: the interval must be from 1s to 366d"),
+        ),
+        ("every", "@every 90m", &[], Ok(())),
+        ("x", "@daily", &[], Ok(())),
+        (
+            "x",
+            "@daily",
+            &[],
+            Err("a schedule named `x` already exists"),
+        ),
+    ];
+    for (name, cron, extra, expected) in cases {
+        let mut args = vec![
+            "autopilot",
+            "schedule",
+            "add",
+            name,
+            "--cron",
+            cron,
+            "--prompt",
+            "p",
+        ];
+        args.extend_from_slice(extra);
+        let out = suite.stakpak(&args);
+        let ok = out.code == Some(0);
+        match expected {
+            Ok(()) => assert!(ok, "{args:?}: {}", out.stderr),
+            Err(reason) => assert!(
+                !ok && out.stderr.contains(reason),
+                "{args:?}: {}",
+                out.stderr
+            ),
+        }
+    }
     let out = suite.stakpak(&["autopilot", "schedule", "remove", "nope"]);
     assert!(out.stderr.clone().contains("no schedule named `nope`"));
 }
