@@ -373,19 +373,14 @@ pub fn app_mention(
     ts: &str,
     thread_ts: Option<&str>,
 ) -> Value {
-    let mut event = json!({
-        "type": "app_mention",
-        "user": user,
-        "text": format!("<@{BOT_USER_ID}> {text}"),
-        "ts": ts,
-        "channel": channel,
-        "event_ts": ts,
-        "team": TEAM_ID,
-    });
-    if let Some(t) = thread_ts {
-        event["thread_ts"] = Value::String(t.to_owned());
-    }
-    event
+    message_event(
+        "app_mention",
+        channel,
+        user,
+        &format!("<@{BOT_USER_ID}> {text}"),
+        ts,
+        thread_ts,
+    )
 }
 
 /// A `message` event in a direct message (`channel_type` `im`).
@@ -396,9 +391,22 @@ pub fn message_im(
     ts: &str,
     thread_ts: Option<&str>,
 ) -> Value {
+    let mut event = message_event("message", channel, user, text, ts, thread_ts);
+    event["channel_type"] = Value::String("im".to_owned());
+    event
+}
+
+/// The fields every message-like event carries, with `thread_ts` when it is in a thread.
+fn message_event(
+    kind: &str,
+    channel: &str,
+    user: &str,
+    text: &str,
+    ts: &str,
+    thread_ts: Option<&str>,
+) -> Value {
     let mut event = json!({
-        "type": "message",
-        "channel_type": "im",
+        "type": kind,
         "user": user,
         "text": text,
         "ts": ts,
