@@ -126,6 +126,19 @@ impl Layout {
         self.notify_dir()
             .join(format!("{}.sock", daemon.short_name()))
     }
+    /// Removes what says a suite runs here (its record, bus, lock and notify sockets), as
+    /// far as it is there; the logs and state stay.
+    pub fn remove_running_files(&self) {
+        for path in [
+            self.suite_file(),
+            self.bus_socket(),
+            self.bus_config(),
+            self.lock_file(),
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = std::fs::remove_dir_all(self.notify_dir());
+    }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }

@@ -155,15 +155,7 @@ pub fn up_detached(
 pub fn down(layout: &Layout, timeout: Duration) -> anyhow::Result<bool> {
     if !is_running(layout) {
         // A supervisor killed with SIGKILL leaves files behind (its children die with it).
-        for path in [
-            layout.suite_file(),
-            layout.bus_socket(),
-            layout.bus_config(),
-            layout.lock_file(),
-        ] {
-            let _ = std::fs::remove_file(path);
-        }
-        let _ = std::fs::remove_dir_all(layout.notify_dir());
+        layout.remove_running_files();
         return Ok(false);
     }
     let pid =

@@ -553,15 +553,7 @@ impl Supervisor {
             l.abort();
         }
         let layout = &self.opts.layout;
-        for path in [
-            layout.suite_file(),
-            layout.bus_socket(),
-            layout.bus_config(),
-            layout.lock_file(),
-        ] {
-            let _ = std::fs::remove_file(path);
-        }
-        let _ = std::fs::remove_dir_all(layout.notify_dir());
+        layout.remove_running_files();
         let _ = std::fs::remove_dir_all(layout.root.join("run"));
         info!("suite stopped");
     }
