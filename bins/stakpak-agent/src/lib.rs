@@ -79,12 +79,12 @@ impl Service for AgentDaemon {
                 "sessions were running when the agent stopped; resume them with stakpak -s ID"
             );
         }
-        let sessions = registry::Manager::new(
+        let sessions = registry::Manager::new(state::Shared::new(
             store,
             ctx.config.clone(),
             ctx.paths.config_dir.clone(),
             rulebook_dirs(&ctx.paths),
-        );
+        ));
         Ok(builder.serve_at(
             Self::DAEMON.object_path(),
             AgentInterface(dbus::Handler::new(ctx.control, sessions)),

@@ -5,18 +5,17 @@
 //! keeps what it needs to reach that loop while it runs (a cancel switch and the answers to
 //! its waiting calls).
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    config::AgentdConfig,
     error::AgentError,
     events::Link,
     model::{Answer, Detail, End, Session, SessionState, Start, Target, ToolCall, ToolCallState},
     state::{Answers, Shared, lock},
-    store::{Store, now_ms},
+    store::now_ms,
     turn::Run,
 };
 
@@ -41,14 +40,10 @@ fn new_session_id() -> Result<String, AgentError> {
 }
 
 impl Manager {
-    pub fn new(
-        store: Store,
-        config: watch::Receiver<Arc<AgentdConfig>>,
-        config_dir: PathBuf,
-        rulebook_dirs: Vec<PathBuf>,
-    ) -> Self {
+    /// The sessions over `shared` (store and settings); none runs yet.
+    pub fn new(shared: Shared) -> Self {
         Manager {
-            shared: Arc::new(Shared::new(store, config, config_dir, rulebook_dirs)),
+            shared: Arc::new(shared),
             live: Arc::new(Mutex::new(HashMap::new())),
         }
     }
