@@ -138,18 +138,12 @@ fn checks_decide_whether_the_agent_wakes_and_history_survives_kill_9() {
     );
 
     // A schedule added from the command line and the history survive a kill -9.
-    let out = suite.stakpak(&[
-        "autopilot",
-        "schedule",
-        "add",
+    let out = suite.add_schedule(
         "nightly",
-        "--cron",
         "0 3 * * *",
-        "--prompt",
         "p",
-        "--timezone",
-        "Europe/Berlin",
-    ]);
+        &["--timezone", "Europe/Berlin"],
+    );
     assert!(out.code == Some(0), "{}", out.stderr.clone());
     let before = outcomes(&suite, "wake").len();
     let pid = suite.kill_9("stakpak-schedd");
@@ -220,24 +214,13 @@ fn bad_input_is_refused_with_the_reason() {
         ),
     ];
     for (name, cron, extra, expected) in cases {
-        let mut args = vec![
-            "autopilot",
-            "schedule",
-            "add",
-            name,
-            "--cron",
-            cron,
-            "--prompt",
-            "p",
-        ];
-        args.extend_from_slice(extra);
-        let out = suite.stakpak(&args);
+        let out = suite.add_schedule(name, cron, "p", extra);
         let ok = out.code == Some(0);
         match expected {
-            Ok(()) => assert!(ok, "{args:?}: {}", out.stderr),
+            Ok(()) => assert!(ok, "{name} {cron} {extra:?}: {}", out.stderr),
             Err(reason) => assert!(
                 !ok && out.stderr.contains(reason),
-                "{args:?}: {}",
+                "{name} {cron} {extra:?}: {}",
                 out.stderr
             ),
         }

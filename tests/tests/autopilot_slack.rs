@@ -267,22 +267,19 @@ fn slack_mentions_become_sessions_approvals_buttons_and_failures_notifications()
     assert_eq!(list[0]["profile"], "ops", "{list}");
 
     // A failed run of a schedule is reported to its notify_target.
-    let out = suite.stakpak(&[
-        "autopilot",
-        "schedule",
-        "add",
+    let out = suite.add_schedule(
         "nightly",
-        "--cron",
         "@yearly",
-        "--prompt",
         "NIGHTLY check the backups",
-        "--notify-channel",
-        "slack",
-        "--notify-target",
-        "C0ALERTS",
-        "--notify-on",
-        "failures",
-    ]);
+        &[
+            "--notify-channel",
+            "slack",
+            "--notify-target",
+            "C0ALERTS",
+            "--notify-on",
+            "failures",
+        ],
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     llm.push(Turn::status(
         400,

@@ -508,16 +508,7 @@ fn a_session_started_by_a_schedule_is_attached_to_and_approved_from_the_console(
     ];
     let double = LlmDouble::start(script);
     let suite = suite_for(&double);
-    let add = suite.stakpak(&[
-        "autopilot",
-        "schedule",
-        "add",
-        "nightly",
-        "--cron",
-        "@yearly",
-        "--prompt",
-        "NIGHTLY mark the run",
-    ]);
+    let add = suite.add_schedule("nightly", "@yearly", "NIGHTLY mark the run", &[]);
     assert_eq!(add.code, Some(0), "{add:?}");
     let trigger = suite.stakpak(&["autopilot", "schedule", "trigger", "nightly"]);
     assert_eq!(trigger.code, Some(0), "{trigger:?}");

@@ -169,6 +169,22 @@ impl EmbeddedSuite {
         processes_named(self.state_dir.to_str().unwrap())
     }
 
+    /// `stakpak autopilot schedule add NAME --cron CRON --prompt PROMPT EXTRA…`.
+    pub fn add_schedule(&self, name: &str, cron: &str, prompt: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "autopilot",
+            "schedule",
+            "add",
+            name,
+            "--cron",
+            cron,
+            "--prompt",
+            prompt,
+        ];
+        args.extend_from_slice(extra);
+        self.stakpak(&args)
+    }
+
     /// A daemon's row of `stakpak status --json`.
     pub fn daemon_status(&self, binary: &str) -> Option<serde_json::Value> {
         let status = self.status();
