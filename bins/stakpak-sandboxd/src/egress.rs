@@ -158,8 +158,7 @@ fn write_bundle(path: &Path, ca_pem: &str) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
     // The roots every TLS client of the suite trusts; none found leaves the warden's CA
     // alone in the bundle, as a system without a bundle always did.
-    let roots = stakpak_util::roots::system_roots();
-    let mut text = stakpak_util::roots::pem(&roots.certs);
+    let mut text = stakpak_util::roots::pem(&stakpak_util::roots::system_roots());
     text.push_str("# stakpak warden egress CA\n");
     text.push_str(ca_pem);
     let tmp = dir.join(".ca-bundle.pem.tmp");

@@ -161,9 +161,7 @@ pub fn upstream_tls(extra_pem: &[Vec<u8>]) -> Result<rustls::ClientConfig, Strin
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     // As before: a system certificate rustls cannot use is skipped, not fatal.
-    for cert in stakpak_util::roots::system_roots().certs {
-        let _ = roots.add(cert);
-    }
+    roots.add_parsable_certificates(stakpak_util::roots::system_roots());
     for pem in extra_pem {
         let mut any = false;
         for cert in CertificateDer::pem_slice_iter(pem) {

@@ -78,7 +78,7 @@ impl Client {
         // an error now rather than a failed handshake later, worded as it always was.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(stakpak_util::roots::system_roots().certs);
+        roots.add_parsable_certificates(stakpak_util::roots::system_roots());
         if roots.is_empty() {
             return Err(LlmError::Config(
                 "no TLS certificate verifier: unexpected error: No CA certificates were loaded \

@@ -10,22 +10,11 @@
 use base64::Engine as _;
 pub use rustls_pki_types::CertificateDer;
 
-/// What was found: the certificates (sorted, without duplicates) and, worded, what could
-/// not be read. Each caller decides whether a partial or empty set is an error.
-#[derive(Debug, Default)]
-pub struct SystemRoots {
-    pub certs: Vec<CertificateDer<'static>>,
-    pub errors: Vec<String>,
-}
-
 /// The system's trusted CA certificates, read now (so a change on disk is seen by the next
-/// caller).
-pub fn system_roots() -> SystemRoots {
-    let found = rustls_native_certs::load_native_certs();
-    SystemRoots {
-        certs: found.certs,
-        errors: found.errors.iter().map(ToString::to_string).collect(),
-    }
+/// caller). A file or folder that cannot be read adds nothing; each caller decides whether
+/// an empty set is an error.
+pub fn system_roots() -> Vec<CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
 }
 
 /// `certs` as PEM text, one `CERTIFICATE` block each, for the programs that read a bundle
@@ -76,10 +65,10 @@ mod tests {
         // Whatever this machine trusts (possibly nothing in a bare container) survives the
         // bundle format unchanged.
         let roots = system_roots();
-        let text = pem(&roots.certs);
+        let text = pem(&roots);
         let back: Vec<_> = CertificateDer::pem_slice_iter(text.as_bytes())
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(back, roots.certs);
+        assert_eq!(back, roots);
     }
 }
