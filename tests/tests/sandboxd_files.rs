@@ -14,27 +14,26 @@ use std::{
 use stakpak_proto::{ChangeInfo, Error, SandboxProxy, ViewReply, ViewRequest, WardenProxy, zbus};
 use stakpak_testkit::{EmbeddedSuite, random_string};
 
-/// One connection to the suite's bus and a runtime to drive it.
+/// One connection to the suite's bus, sandboxd's proxy on it and a runtime to drive them.
 struct Client {
     rt: tokio::runtime::Runtime,
     conn: zbus::Connection,
+    sandbox: SandboxProxy<'static>,
 }
 
 impl Client {
     fn new(suite: &EmbeddedSuite) -> Client {
         let rt = stakpak_testkit::runtime();
         let conn = stakpak_testkit::connect(&rt, &suite.bus_address());
-        Client { rt, conn }
-    }
-
-    fn sandbox(&self) -> SandboxProxy<'static> {
-        self.rt.block_on(SandboxProxy::new(&self.conn)).unwrap()
+        let sandbox = rt.block_on(SandboxProxy::new(&conn)).unwrap();
+        Client { rt, conn, sandbox }
     }
 
     fn create(&self, session: &str, path: &str, content: &str) -> Result<ChangeInfo, Error> {
-        let s = self.sandbox();
-        self.rt
-            .block_on(s.create(session.into(), path.into(), content.into()))
+        self.rt.block_on(
+            self.sandbox
+                .create(session.into(), path.into(), content.into()),
+        )
     }
 
     fn str_replace(
@@ -45,29 +44,32 @@ impl Client {
         new: &str,
         all: bool,
     ) -> Result<ChangeInfo, Error> {
-        let s = self.sandbox();
-        self.rt
-            .block_on(s.str_replace(session.into(), path.into(), old.into(), new.into(), all))
+        self.rt.block_on(self.sandbox.str_replace(
+            session.into(),
+            path.into(),
+            old.into(),
+            new.into(),
+            all,
+        ))
     }
 
     fn remove(&self, session: &str, path: &str) -> Result<ChangeInfo, Error> {
-        let s = self.sandbox();
-        self.rt.block_on(s.remove(session.into(), path.into()))
+        self.rt
+            .block_on(self.sandbox.remove(session.into(), path.into()))
     }
 
     fn revert(&self, id: &str) -> Result<ChangeInfo, Error> {
-        let s = self.sandbox();
-        self.rt.block_on(s.revert(id.into()))
+        self.rt.block_on(self.sandbox.revert(id.into()))
     }
 
     fn changes(&self, session: &str) -> Vec<ChangeInfo> {
-        let s = self.sandbox();
-        self.rt.block_on(s.changes(session.into())).unwrap()
+        self.rt
+            .block_on(self.sandbox.changes(session.into()))
+            .unwrap()
     }
 
     fn view(&self, request: ViewRequest) -> Result<ViewReply, Error> {
-        let s = self.sandbox();
-        self.rt.block_on(s.view(request))
+        self.rt.block_on(self.sandbox.view(request))
     }
 }
 

@@ -47,14 +47,17 @@ pub fn connect(rt: &tokio::runtime::Runtime, address: &str) -> stakpak_proto::zb
 #[derive(Debug)]
 pub struct SandboxClient {
     rt: tokio::runtime::Runtime,
-    conn: stakpak_proto::zbus::Connection,
+    proxy: stakpak_proto::SandboxProxy<'static>,
 }
 
 impl SandboxClient {
     pub fn new(suite: &EmbeddedSuite) -> SandboxClient {
         let rt = runtime();
         let conn = connect(&rt, &suite.bus_address());
-        SandboxClient { rt, conn }
+        let proxy = rt
+            .block_on(stakpak_proto::SandboxProxy::new(&conn))
+            .expect("a sandboxd proxy");
+        SandboxClient { rt, proxy }
     }
 
     /// Runs `f` with a `SandboxProxy` and waits for it.
@@ -62,12 +65,7 @@ impl SandboxClient {
         &self,
         f: impl AsyncFnOnce(&stakpak_proto::SandboxProxy<'_>) -> Result<T, stakpak_proto::Error>,
     ) -> Result<T, stakpak_proto::Error> {
-        self.rt.block_on(async {
-            let proxy = stakpak_proto::SandboxProxy::new(&self.conn)
-                .await
-                .expect("a sandboxd proxy");
-            f(&proxy).await
-        })
+        self.rt.block_on(f(&self.proxy))
     }
 
     pub fn exec(
