@@ -363,17 +363,14 @@ impl Channels {
             .map(SlackToken::new)
             .map_err(|e| match e {
                 PeerError::Stopping => ChannelError::Stopping,
-                PeerError::Call {
-                    source: E::Unavailable(message),
-                    ..
-                } => ChannelError::TokenUnavailable { name, message },
-                PeerError::Call {
-                    source: E::ZBus(z), ..
-                } => ChannelError::SecretdUnreachable {
+                PeerError::Call(E::Unavailable(message)) => {
+                    ChannelError::TokenUnavailable { name, message }
+                }
+                PeerError::Call(E::ZBus(z)) => ChannelError::SecretdUnreachable {
                     name,
                     message: z.to_string(),
                 },
-                PeerError::Call { source, .. } => ChannelError::TokenRefused {
+                PeerError::Call(source) => ChannelError::TokenRefused {
                     name,
                     answer: source.to_string(),
                 },

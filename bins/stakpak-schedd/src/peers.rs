@@ -32,11 +32,8 @@ pub enum PeerError {
     #[error("{0}")]
     Bus(#[from] zbus::Error),
     /// The daemon answered with an error.
-    #[error("{source}")]
-    Call {
-        call: &'static str,
-        source: stakpak_proto::Error,
-    },
+    #[error("{0}")]
+    Call(#[source] stakpak_proto::Error),
     #[error("{peer} did not answer {call} within {} s", .after.as_secs())]
     TimedOut {
         peer: &'static str,
@@ -50,7 +47,7 @@ impl PeerError {
     pub fn message(&self) -> String {
         use stakpak_proto::Error as E;
         match self {
-            PeerError::Call { source, .. } => match source {
+            PeerError::Call(source) => match source {
                 E::InvalidConfig(m)
                 | E::InvalidArgument(m)
                 | E::PermissionDenied(m)
@@ -72,7 +69,7 @@ async fn bounded<T>(
 ) -> Result<T, PeerError> {
     match tokio::time::timeout(after, fut).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(source)) => Err(PeerError::Call { call, source }),
+        Ok(Err(source)) => Err(PeerError::Call(source)),
         Err(_) => Err(PeerError::TimedOut {
             peer: peer.short_name(),
             call,
@@ -184,10 +181,7 @@ impl Agent {
     pub async fn wait_session(&self, id: &str, timeout_ms: u64) -> Result<SessionInfo, PeerError> {
         let call = self.0.wait_session(id.to_owned(), timeout_ms);
         if timeout_ms == 0 {
-            return call.await.map_err(|source| PeerError::Call {
-                call: "WaitSession",
-                source,
-            });
+            return call.await.map_err(PeerError::Call);
         }
         let after = Duration::from_millis(timeout_ms).saturating_add(MARGIN);
         bounded(Daemon::Agent, "WaitSession", after, call).await
