@@ -36,11 +36,7 @@ impl std::error::Error for UnknownValue {}
 
 /// A unit enum that travels as one of its names.
 pub trait WireEnum: Copy + Sized + 'static {
-    /// What a value of it is called in messages (`decision`, `network mode`).
-    const WHAT: &'static str;
-    /// Every value, in declaration order.
-    const ALL: &'static [Self];
-    /// Every name, in the same order as [`WireEnum::ALL`].
+    /// Every name, in declaration order.
     const NAMES: &'static [&'static str];
     /// The name on the wire.
     fn as_str(self) -> &'static str;
@@ -62,8 +58,6 @@ macro_rules! wire_enum {
         }
 
         impl $crate::wire::WireEnum for $ty {
-            const WHAT: &'static str = $what;
-            const ALL: &'static [Self] = &[$($ty::$variant),+];
             const NAMES: &'static [&'static str] = &[$($name),+];
             fn as_str(self) -> &'static str {
                 $ty::as_str(self)
