@@ -505,6 +505,3 @@ fn truncate(s: &str) -> String {
     }
     format!("{}…", &s[..end])
 }
-
-/// toml renders errors as a small diagram; a log line wants the position and the words.
-pub(crate) use stakpak_util::one_line;

@@ -195,7 +195,7 @@ impl Pattern {
                     regex_syntax::Parser::new().parse(re).map_err(|e| {
                         format!(
                             "bad regular expression `{re}`: {}",
-                            crate::one_line(&e.to_string())
+                            stakpak_util::one_line(&e.to_string())
                         )
                     })?;
                 }
@@ -218,7 +218,7 @@ impl Pattern {
                     Err(e) => format!(
                         "bad regular expression `{}`: {}",
                         r.source,
-                        crate::one_line(&e.to_string())
+                        stakpak_util::one_line(&e.to_string())
                     ),
                     Ok(_) => format!("bad regular expression `{}`", r.source),
                 }),
@@ -438,7 +438,7 @@ pub fn parse_pack_trusted(source_name: &str, text: &str) -> Result<Pack, PackErr
 fn parse_pack_with(source_name: &str, text: &str, check_syntax: bool) -> Result<Pack, PackError> {
     let file: PackFile = toml::from_str(text).map_err(|e| PackError::Syntax {
         source_name: source_name.to_string(),
-        message: crate::one_line(&e.to_string()),
+        message: stakpak_util::one_line(&e.to_string()),
     })?;
     let programs = file
         .programs
