@@ -132,16 +132,9 @@ where
 }
 
 fn readable(e: WireError, where_: &str) -> anyhow::Error {
-    match e {
-        WireError::ZBus(e) => {
-            anyhow::anyhow!("stakpak-sandboxd of the {where_} did not answer: {e}")
-        }
-        WireError::InvalidArgument(m)
-        | WireError::InvalidConfig(m)
-        | WireError::Internal(m)
-        | WireError::Unavailable(m) => anyhow::anyhow!("{m}"),
-        WireError::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
-    }
+    crate::locate::daemon_error(e, |e| {
+        anyhow::anyhow!("stakpak-sandboxd of the {where_} did not answer: {e}")
+    })
 }
 
 #[cfg(test)]

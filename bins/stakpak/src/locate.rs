@@ -95,3 +95,19 @@ pub fn locate(bus_address: Option<&str>, layout: &Layout) -> anyhow::Result<Targ
         layout.root.display()
     )
 }
+
+/// A daemon's error as the command line says it: its message (permission errors say so),
+/// or, when the call never got an answer, what `unanswered` makes of the bus error.
+pub fn daemon_error(
+    e: stakpak_proto::Error,
+    unanswered: impl FnOnce(zbus::Error) -> anyhow::Error,
+) -> anyhow::Error {
+    use stakpak_proto::Error as E;
+    match e {
+        E::ZBus(e) => unanswered(e),
+        E::InvalidArgument(m) | E::InvalidConfig(m) | E::Internal(m) | E::Unavailable(m) => {
+            anyhow::anyhow!("{m}")
+        }
+        E::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
+    }
+}

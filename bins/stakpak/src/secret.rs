@@ -144,17 +144,17 @@ where
         let secrets = SecretsProxy::new(conn)
             .await
             .context("cannot reach stakpak-secretd")?;
-        f(secrets).await.map_err(|e| match e {
-            WireError::ZBus(e) if is_absent(&e) => anyhow::anyhow!(
-                "stakpak-secretd is not running in the {}",
-                target.describe()
-            ),
-            WireError::ZBus(e) => anyhow::anyhow!("stakpak-secretd did not answer: {e}"),
-            WireError::InvalidArgument(m)
-            | WireError::InvalidConfig(m)
-            | WireError::Internal(m)
-            | WireError::Unavailable(m) => anyhow::anyhow!("{m}"),
-            WireError::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
+        f(secrets).await.map_err(|e| {
+            crate::locate::daemon_error(e, |e| {
+                if is_absent(&e) {
+                    anyhow::anyhow!(
+                        "stakpak-secretd is not running in the {}",
+                        target.describe()
+                    )
+                } else {
+                    anyhow::anyhow!("stakpak-secretd did not answer: {e}")
+                }
+            })
         })
     })
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use stakpak_proto::{Error as WireError, RequestLogEntry, RequestLogQuery, WardenProxy};
+use stakpak_proto::{RequestLogEntry, RequestLogQuery, WardenProxy};
 
 use crate::{locate, suite::Layout, table};
 
@@ -64,17 +64,11 @@ fn logs(
         let warden = WardenProxy::new(conn)
             .await
             .context("cannot reach stakpak-warden")?;
-        warden
-            .request_log(query.clone())
-            .await
-            .map_err(|e| match e {
-                WireError::ZBus(e) => anyhow::anyhow!("stakpak-warden did not answer: {e}"),
-                WireError::InvalidArgument(m)
-                | WireError::InvalidConfig(m)
-                | WireError::Internal(m)
-                | WireError::Unavailable(m) => anyhow::anyhow!("{m}"),
-                WireError::PermissionDenied(m) => anyhow::anyhow!("permission denied: {m}"),
+        warden.request_log(query.clone()).await.map_err(|e| {
+            crate::locate::daemon_error(e, |e| {
+                anyhow::anyhow!("stakpak-warden did not answer: {e}")
             })
+        })
     })?;
     if json {
         let values: Vec<serde_json::Value> = entries.iter().map(to_json).collect();
